@@ -1,0 +1,97 @@
+"""Bound operator for ``nn.Conv2d`` with an optional box on its kernel and bias.
+
+auto_LiRPA has no weight perturbation for convolutions (``NotImplementedError`` in every version);
+this operator supplies it.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ModelError
+from .base import Op, Params, batch_dot
+from .bilinear import interval_product
+
+
+class ConvOp(Op):
+    """``z = conv(h, W) + b`` (groups = 1, zero padding).
+
+    Backward (lower direction): each product ``W[o,c,k] h[c, l+k]`` is relaxed by the McCormick
+    plane through ``h = hl`` (as for Linear). A kernel element is shared by all output positions, so
+    its coefficient ``Cw[o,c,k] = Σ_l A[o,l] hl[c,l+k]`` is summed over positions *before* it is
+    concretised (``Cw·Wc − |Cw|·Wr``): this is the exact minimum of the relaxed bound over the box.
+    Altogether::
+
+        A·z ≥ convᵀ(A, Wc)·h − convᵀ(|A|, Wr)·h + |A|·conv(hl, Wr) − |Cw|·Wr + (bias terms)
+    """
+
+    def __init__(self, name: str, module: nn.Conv2d, param_names: dict[str, str]):
+        super().__init__(name)
+        if module.groups != 1:
+            raise ModelError(f"layer {name!r}: grouped convolutions are not supported by the native backend")
+        if module.padding_mode != "zeros":
+            raise ModelError(f"layer {name!r}: padding mode {module.padding_mode!r} is not supported "
+                             "(only 'zeros')")
+        if isinstance(module.padding, str):
+            raise ModelError(f"layer {name!r}: string padding {module.padding!r} is not supported; "
+                             "give explicit sizes")
+        self.module = module
+        self.param_names = param_names
+        self.stride, self.padding, self.dilation = module.stride, module.padding, module.dilation
+        self.kernel_size = module.kernel_size
+
+    def _conv(self, x: Tensor, w: Tensor) -> Tensor:
+        return F.conv2d(x, w, None, self.stride, self.padding, self.dilation)
+
+    def forward(self, x: Tensor, p: Params) -> Tensor:
+        bias = p["bias"].center if "bias" in p else None
+        return F.conv2d(x, p["weight"].center, bias, self.stride, self.padding, self.dilation)
+
+    def interval(self, lo: Tensor, hi: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        w = p["weight"]
+        if w.radius is None:
+            mid, rad = (hi + lo) / 2, (hi - lo) / 2
+            c, r = self._conv(mid, w.center), self._conv(rad, w.center.abs())
+            lower, upper = c - r, c + r
+        else:
+            lower, upper = interval_product(lo, hi, w.lower, w.upper, self._conv, self._unfold)
+        if "bias" in p:
+            lower = lower + p["bias"].lower.view(-1, 1, 1)
+            upper = upper + p["bias"].upper.view(-1, 1, 1)
+        return lower, upper
+
+    def _unfold(self, x: Tensor) -> Tensor:
+        return F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
+
+    def _conv_t(self, A: Tensor, w: Tensor, in_hw: tuple[int, int]) -> Tensor:
+        out_hw = A.shape[-2:]
+        pad = []
+        for d in range(2):
+            natural = ((out_hw[d] - 1) * self.stride[d] - 2 * self.padding[d]
+                       + self.dilation[d] * (self.kernel_size[d] - 1) + 1)
+            pad.append(in_hw[d] - natural)
+        return F.conv_transpose2d(A, w, None, self.stride, self.padding, tuple(pad), 1, self.dilation)
+
+    def backward(self, A: Tensor, lo: Tensor, hi: Tensor, p: Params,
+                 relax: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        B, S = A.shape[:2]
+        flat = A.reshape(B * S, *A.shape[2:])
+        in_hw = lo.shape[-2:]
+        w = p["weight"]
+        A_in = self._conv_t(flat, w.center, in_hw)
+        const = A.new_zeros(B, S)
+        if w.radius is not None:
+            A_abs = A.abs()
+            A_in = A_in - self._conv_t(A_abs.reshape(B * S, *A.shape[2:]), w.radius, in_hw)
+            const = const + batch_dot(A_abs, self._conv(lo, w.radius))
+            cols = self._unfold(lo)  # [B, CK, L]
+            coeff = torch.bmm(A.reshape(B, S * A.shape[2], -1), cols.transpose(1, 2))  # [B, S*O, CK]
+            const = const - coeff.abs().reshape(B, S, -1).matmul(w.radius.reshape(-1))
+        if "bias" in p:
+            b = p["bias"]
+            per_channel = A.sum(dim=(-2, -1))  # [B, S, O]
+            const = const + per_channel.matmul(b.center)
+            if b.radius is not None:
+                const = const - per_channel.abs().matmul(b.radius)
+        return A_in.reshape(B, S, *lo.shape[1:]), const

@@ -1,0 +1,270 @@
+"""Orthotope: an axis-aligned box in weight space around reference weights θ₀.
+
+The box is ``θ₀ − lower ≤ θ ≤ θ₀ + upper`` element-wise, over a chosen set of named parameters,
+with non-negative offsets that need not be symmetric. Elements outside the ``free`` selection have
+zero width (they are frozen at θ₀). Offsets may be tensors that require grad: the LID optimiser
+builds an ``Orthotope`` from its primal variables at every step and differentiates bounds through it.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .errors import DomainError
+
+ParamDict = dict[str, Tensor]
+
+
+def named_parameter_values(source: nn.Module | Mapping[str, Tensor]) -> ParamDict:
+    """Parameter tensors by name, from a module (its named parameters) or a mapping."""
+    if isinstance(source, nn.Module):
+        return dict(source.named_parameters())
+    return dict(source)
+
+
+class Orthotope:
+    """Box ``{θ : θ₀ − lower ≤ θ ≤ θ₀ + upper}`` over named parameters (others are fixed at θ₀).
+
+    Attributes (all dicts keyed by parameter name, tensors of the parameter's shape):
+        reference: θ₀, detached.
+        lower, upper: non-negative offsets (zero where not free).
+        free: boolean masks of the elements allowed to move.
+    """
+
+    def __init__(self, reference: Mapping[str, Tensor], lower: Mapping[str, Tensor] | None = None,
+                 upper: Mapping[str, Tensor] | None = None, free: Mapping[str, Tensor] | None = None):
+        if not reference:
+            raise DomainError("an orthotope needs at least one parameter")
+        self.reference: ParamDict = {}
+        self.free: ParamDict = {}
+        self.lower: ParamDict = {}
+        self.upper: ParamDict = {}
+        for name, ref in reference.items():
+            ref = ref.detach()
+            if not torch.isfinite(ref).all():
+                raise DomainError(f"reference weights of {name!r} contain NaN or inf")
+            mask = torch.ones_like(ref, dtype=torch.bool) if free is None or name not in free \
+                else free[name].to(device=ref.device, dtype=torch.bool)
+            if mask.shape != ref.shape:
+                raise DomainError(f"free mask of {name!r} has shape {tuple(mask.shape)}, "
+                                  f"parameter has {tuple(ref.shape)}")
+            self.reference[name] = ref
+            self.free[name] = mask
+            for side, given, store in (("lower", lower, self.lower), ("upper", upper, self.upper)):
+                off = torch.zeros_like(ref) if given is None or name not in given else given[name]
+                if off.shape != ref.shape:
+                    raise DomainError(f"{side} offsets of {name!r} have shape {tuple(off.shape)}, "
+                                      f"parameter has {tuple(ref.shape)}")
+                if not torch.isfinite(off).all():
+                    raise DomainError(f"{side} offsets of {name!r} contain NaN or inf")
+                if (off < 0).any():
+                    raise DomainError(f"{side} offsets of {name!r} are negative (lower bound above "
+                                      f"upper bound); offsets must be >= 0")
+                store[name] = torch.where(mask, off.to(ref.dtype), torch.zeros_like(ref))
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def around(cls, model: nn.Module | Mapping[str, Tensor], params: Iterable[str] | None = None,
+               lower: float | Mapping[str, Tensor] = 0.0, upper: float | Mapping[str, Tensor] | None = None,
+               free: Mapping[str, Tensor] | None = None) -> Orthotope:
+        """Box around the current weights of ``model`` over ``params`` (default: all parameters).
+
+        ``lower``/``upper`` are offsets: a float (same for every element) or per-parameter tensors;
+        ``upper`` defaults to ``lower`` (a symmetric box).
+        """
+        values = named_parameter_values(model)
+        names = list(values) if params is None else list(params)
+        unknown = [n for n in names if n not in values]
+        if unknown:
+            raise DomainError(f"unknown parameter name(s) {unknown}; the model has {sorted(values)}")
+        reference = {n: values[n].detach() for n in names}
+        upper = lower if upper is None else upper
+
+        def offsets(spec: float | Mapping[str, Tensor]) -> ParamDict:
+            if isinstance(spec, Mapping):
+                return {n: spec[n] for n in names if n in spec}
+            return {n: torch.full_like(reference[n], float(spec)) for n in names}
+
+        return cls(reference, offsets(lower), offsets(upper), free)
+
+    def with_offsets(self, lower: Mapping[str, Tensor], upper: Mapping[str, Tensor]) -> Orthotope:
+        """Same reference and selection, new offsets (differentiable if the offsets are)."""
+        return Orthotope(self.reference, lower, upper, self.free)
+
+    # ---------------------------------------------------------------- views
+    @property
+    def names(self) -> list[str]:
+        return list(self.reference)
+
+    def bounds(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """``name -> (θ₀ − lower, θ₀ + upper)``."""
+        return {n: (self.reference[n] - self.lower[n], self.reference[n] + self.upper[n]) for n in self.names}
+
+    def center(self) -> ParamDict:
+        return {n: self.reference[n] + (self.upper[n] - self.lower[n]) / 2 for n in self.names}
+
+    def radius(self) -> ParamDict:
+        return {n: (self.upper[n] + self.lower[n]) / 2 for n in self.names}
+
+    def numel(self) -> int:
+        """Number of free elements."""
+        return int(sum(int(m.sum()) for m in self.free.values()))
+
+    def widths(self) -> Tensor:
+        """Widths of the free elements, flattened in parameter order, shape ``[numel()]``."""
+        return torch.cat([(self.lower[n] + self.upper[n])[self.free[n]] for n in self.names])
+
+    def mean_width(self) -> Tensor:
+        """Mean of ``lower + upper`` over the free elements (the paper code's size measure)."""
+        if self.numel() == 0:
+            raise DomainError("the orthotope has no free elements")
+        return self.widths().mean()
+
+    def log_volume(self) -> Tensor:
+        """``Σ log(width)`` over the free elements (−inf if any free element has zero width)."""
+        return torch.log(self.widths()).sum()
+
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Orthotope:
+        conv = (lambda t: t.to(device=device, dtype=dtype))
+        return Orthotope({n: conv(t) for n, t in self.reference.items()},
+                         {n: conv(t) for n, t in self.lower.items()},
+                         {n: conv(t) for n, t in self.upper.items()},
+                         {n: m.to(device=device) for n, m in self.free.items()})
+
+    def detach(self) -> Orthotope:
+        return Orthotope(self.reference, {n: t.detach() for n, t in self.lower.items()},
+                         {n: t.detach() for n, t in self.upper.items()}, self.free)
+
+    # ---------------------------------------------------------------- membership and projection
+    def violations(self, params: nn.Module | Mapping[str, Tensor], atol: float = 0.0) -> list[str]:
+        """Reasons why ``params`` is not in the box (empty list: it is), checked in float64."""
+        values = named_parameter_values(params)
+        reasons = []
+        for n in self.names:
+            if n not in values:
+                reasons.append(f"parameter {n!r} is missing")
+                continue
+            v = values[n].detach().to(torch.float64)
+            if v.shape != self.reference[n].shape:
+                reasons.append(f"parameter {n!r} has shape {tuple(v.shape)}, domain has "
+                               f"{tuple(self.reference[n].shape)}")
+                continue
+            ref = self.reference[n].to(torch.float64)
+            lo = ref - self.lower[n].detach().to(torch.float64) - atol
+            hi = ref + self.upper[n].detach().to(torch.float64) + atol
+            outside = (v < lo) | (v > hi) | ~torch.isfinite(v)
+            if outside.any():
+                excess = torch.maximum(lo - v, v - hi).nan_to_num(math.inf)[outside].max().item()
+                reasons.append(f"parameter {n!r}: {int(outside.sum())} element(s) outside the box "
+                               f"(largest excess {excess:.3g})")
+        return reasons
+
+    def contains(self, params: nn.Module | Mapping[str, Tensor], atol: float = 0.0) -> bool:
+        return not self.violations(params, atol)
+
+    def project(self, params: nn.Module | Mapping[str, Tensor]) -> ParamDict:
+        """Euclidean projection onto the box: element-wise clamp (parameters not in the box untouched)."""
+        values = named_parameter_values(params)
+        out = {n: t.detach().clone() for n, t in values.items()}
+        for n, (lo, hi) in self.bounds().items():
+            out[n] = torch.clamp(out[n], lo.detach().to(out[n].dtype), hi.detach().to(out[n].dtype))
+        return out
+
+    @torch.no_grad()
+    def project_(self, model: nn.Module) -> nn.Module:
+        """Clamp the model's boxed parameters into the box, in place."""
+        params = dict(model.named_parameters())
+        for n, (lo, hi) in self.bounds().items():
+            params[n].clamp_(lo.detach().to(params[n].dtype), hi.detach().to(params[n].dtype))
+        return model
+
+    def distance(self, params: nn.Module | Mapping[str, Tensor]) -> float:
+        """Euclidean distance from ``params`` to the box."""
+        values = named_parameter_values(params)
+        sq = 0.0
+        for n, (lo, hi) in self.bounds().items():
+            v = values[n].detach()
+            sq += float(((v - v.clamp(lo.detach(), hi.detach())) ** 2).sum())
+        return math.sqrt(sq)
+
+    # ---------------------------------------------------------------- set operations
+    def _check_compatible(self, other: Orthotope) -> None:
+        if self.names != other.names:
+            raise DomainError(f"orthotopes over different parameters: {self.names} vs {other.names}")
+        for n in self.names:
+            if self.reference[n].shape != other.reference[n].shape:
+                raise DomainError(f"parameter {n!r} has different shapes in the two orthotopes")
+
+    def is_subset(self, outer: Orthotope, atol: float = 0.0) -> bool:
+        """Whether this box lies inside ``outer`` (float64 comparison)."""
+        self._check_compatible(outer)
+        for n in self.names:
+            lo, hi = (t.detach().double() for t in self.bounds()[n])
+            olo, ohi = (t.detach().double() for t in outer.bounds()[n])
+            if (lo < olo - atol).any() or (hi > ohi + atol).any():
+                return False
+        return True
+
+    def intersection(self, other: Orthotope) -> Orthotope:
+        """The intersection, expressed around this box's reference (which must lie in ``other``)."""
+        self._check_compatible(other)
+        if not other.contains(self.reference):
+            raise DomainError("the intersection does not contain this orthotope's reference weights")
+        lower, upper = {}, {}
+        for n in self.names:
+            olo, ohi = other.bounds()[n]
+            ref = self.reference[n]
+            lower[n] = torch.minimum(self.lower[n], (ref - olo).clamp(min=0))
+            upper[n] = torch.minimum(self.upper[n], (ohi - ref).clamp(min=0))
+        return Orthotope(self.reference, lower, upper, {n: self.free[n] & other.free[n] for n in self.names})
+
+    def clip_to(self, outer: Orthotope) -> Orthotope:
+        """This box shrunk to fit inside ``outer`` (nesting for continual learning)."""
+        return self.intersection(outer)
+
+    # ---------------------------------------------------------------- sampling
+    def sample(self, n: int, generator: torch.Generator | None = None,
+               corner_fraction: float = 0.5) -> ParamDict:
+        """``n`` weight vectors in the box: ``name -> [n, *shape]``.
+
+        The first ``round(n * corner_fraction)`` are random vertices, the rest uniform.
+        """
+        n_corner = int(round(n * corner_fraction))
+        out = {}
+        for name, (lo, hi) in self.bounds().items():
+            lo, hi = lo.detach(), hi.detach()
+            shape = (n, *lo.shape)
+            u = torch.rand(shape, generator=generator, dtype=lo.dtype, device=lo.device)
+            u[:n_corner] = (u[:n_corner] > 0.5).to(lo.dtype)
+            out[name] = torch.clamp(lo + u * (hi - lo), lo, hi)
+        return out
+
+    # ---------------------------------------------------------------- files
+    def state_dict(self) -> dict:
+        return {"reference": self.reference, "lower": {n: t.detach() for n, t in self.lower.items()},
+                "upper": {n: t.detach() for n, t in self.upper.items()}, "free": self.free}
+
+    @classmethod
+    def from_state_dict(cls, state: Mapping) -> Orthotope:
+        try:
+            return cls(state["reference"], state["lower"], state["upper"], state["free"])
+        except KeyError as exc:
+            raise DomainError(f"not an orthotope file: missing key {exc}") from None
+
+    def save(self, path: str | Path) -> None:
+        torch.save(self.state_dict(), Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Orthotope:
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(state, Mapping):
+            raise DomainError(f"{path}: not an orthotope file")
+        return cls.from_state_dict(state)
+
+    def __repr__(self) -> str:
+        return (f"Orthotope({len(self.names)} parameter tensor(s), {self.numel()} free elements, "
+                f"mean width {float(self.mean_width()) if self.numel() else 0.0:.4g})")
