@@ -20,3 +20,11 @@ class InputError(LirpaLidError):
 
 class BackendError(LirpaLidError):
     """A bound backend is unavailable or cannot handle the request (e.g. auto_LiRPA missing)."""
+
+
+class SpecificationError(LirpaLidError):
+    """A specification (VNN-LIB, YAML, labels, thresholds) is malformed or inconsistent."""
+
+
+class CertificateError(LirpaLidError):
+    """A certificate file is malformed, or does not match the model or data it is checked against."""
