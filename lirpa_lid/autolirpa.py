@@ -15,11 +15,13 @@ and 0.7.1 (einsum shape error), while centre + ``eps`` works in both. Gradients 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import importlib.util
 import sys
 import types
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -34,10 +36,18 @@ from .errors import BackendError, DomainError
 if TYPE_CHECKING:
     from .orthotope import Orthotope
 
-#: ``bound_opts`` for every BoundedModule. Sparse intermediate bounds select unstable neurons with
-#: ``OneHotC`` specification objects that the weight-perturbed Linear operator cannot multiply
-#: (``'OneHotC' object has no attribute 'clamp'`` under CROWN, in 0.3 and 0.7.1), so they are off.
-BOUND_OPTS = {"sparse_intermediate_bounds": False}
+#: ``bound_opts`` for every BoundedModule.
+#: - Sparse intermediate bounds select unstable neurons with ``OneHotC`` specification objects that the
+#:   weight-perturbed Linear operator cannot multiply (``'OneHotC' object has no attribute 'clamp'``
+#:   under CROWN, in 0.3 and 0.7.1), so they are off.
+#: - ``conv_mode='matrix'``: in the default "patches" mode, 0.3 treats an element-wise Add (e.g. an
+#:   input normalisation) whose output feeds a weight-perturbed Linear layer as a convolution output
+#:   and fails (``IndexError`` in ``backward_bound.py``); matrix mode is exact, only slower on CNNs.
+#: - Sparse α (slopes stored only for the neurons found unstable when α-CROWN starts) fails with a
+#:   shape mismatch in ``_backward_relaxation`` on weight-perturbed ReLU nets once boxes are wide
+#:   enough that the unstable sets of the intermediate bounds disagree; dense α is used.
+BOUND_OPTS = {"sparse_intermediate_bounds": False, "conv_mode": "matrix",
+              "sparse_features_alpha": False, "sparse_spec_alpha": False}
 
 INSTALL_HINT = ("auto_LiRPA is not installed. Install PyPI's release without its (torch<1.13) metadata: "
                 "`pip install --no-deps auto-lirpa==0.3`, or use the auto_LiRPA 0.6/0.7 of an α,β-CROWN "
@@ -83,6 +93,23 @@ def _set_attr(obj, name: str, value) -> Callable[[], None]:
         else:
             setattr(obj, name, old)
     return undo
+
+
+def source_version() -> str | None:
+    """``auto_LiRPA.__version__`` read from its ``__init__.py`` without importing it (None if absent)."""
+    spec = importlib.util.find_spec("auto_LiRPA")
+    if spec is None or spec.origin is None:
+        return None
+    for line in Path(spec.origin).read_text().splitlines():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("'\"")
+    return "unknown"
+
+
+def _is_release_03() -> bool:
+    """The 2022 release (PyPI 0.3), which imports names that numpy 2 / torch 2 removed."""
+    v = source_version()
+    return v is not None and v.startswith("0.3")
 
 
 def _arraysetops_missing() -> bool:
@@ -150,24 +177,30 @@ def _relu_cls():
     return importlib.import_module("auto_LiRPA.operators").BoundRelu
 
 
+def _clip_alpha_name() -> str | None:
+    """The ReLU slope-clipping method: ``clip_alpha_`` in 0.3, ``clip_alpha`` in 0.6/0.7."""
+    cls = _relu_cls()
+    return next((n for n in ("clip_alpha_", "clip_alpha") if n in cls.__dict__), None)
+
+
 def _relu_alpha_clip_needed() -> bool:
     # torch ≥ 2.14: clamp's gradient is 0 at its limits, and auto_LiRPA starts ReLU slopes at exactly
     # 0 or 1 and clamps them to [0, 1] in the relaxation, so α-CROWN never moves them
     from packaging.version import Version
-    return Version(torch.__version__.split("+")[0]) >= Version("2.14") and hasattr(_relu_cls(), "clip_alpha_")
+    return Version(torch.__version__.split("+")[0]) >= Version("2.14") and _clip_alpha_name() is not None
 
 
 def _apply_relu_alpha_clip() -> Callable[[], None]:
-    def clip_alpha_(self) -> None:
+    def clip_alpha(self) -> None:
+        low = getattr(self, "leaky_alpha", 0.0)
         for v in self.alpha.values():
-            v.data = torch.clamp(v.data, 1e-3, 1 - 1e-3)  # strictly inside: still valid lower slopes
-    return _set_attr(_relu_cls(), "clip_alpha_", clip_alpha_)
+            v.data = torch.clamp(v.data, low + 1e-3, 1 - 1e-3)  # strictly inside: still valid slopes
+    return _set_attr(_relu_cls(), _clip_alpha_name(), clip_alpha)
 
 
 def _param_box_batch_dim_needed() -> bool:
-    import inspect
-    ptb = _lirpa().PerturbationLpNorm
-    return hasattr(ptb, "get_input_bounds") and len(inspect.signature(ptb.get_input_bounds).parameters) == 3
+    # 0.6/0.7 precompute the centre and radius from x_L/x_U and return four values here: not this bug
+    return _is_release_03() and hasattr(_lirpa().PerturbationLpNorm, "get_input_bounds")
 
 
 def _apply_param_box_batch_dim() -> Callable[[], None]:
@@ -187,11 +220,12 @@ def _apply_param_box_batch_dim() -> Callable[[], None]:
 
 PATCHES: list[Patch] = [
     Patch("numpy-arraysetops", "numpy 2 removed numpy.lib.arraysetops (auto_LiRPA 0.3 imports isin)",
-          "pre", _arraysetops_missing, _apply_arraysetops),
+          "pre", lambda: _is_release_03() and _arraysetops_missing(), _apply_arraysetops),
     Patch("onnx-set-opset-version", "torch 2 removed torch.onnx.symbolic_helper._set_opset_version",
-          "pre", lambda: not hasattr(_symbolic_helper(), "_set_opset_version"), _apply_set_opset_version),
+          "pre", lambda: _is_release_03() and not hasattr(_symbolic_helper(), "_set_opset_version"),
+          _apply_set_opset_version),
     Patch("node-getitem", "torch ≥ 1.13 removed torch._C.Node.__getitem__ (use symbolic_helper._node_get)",
-          "pre", lambda: not hasattr(torch._C.Node, "__getitem__"), _apply_node_getitem),
+          "pre", lambda: _is_release_03() and not hasattr(torch._C.Node, "__getitem__"), _apply_node_getitem),
     Patch("named-members-remove-duplicate", "torch 2 passes remove_duplicate= to Module._named_members",
           "post", _named_members_lacks_keyword, _apply_named_members),
     Patch("relu-alpha-inside-unit-interval", "torch ≥ 2.14 clamp has zero gradient at its limits: "
@@ -244,6 +278,18 @@ def version() -> str:
 
 
 # ---------------------------------------------------------------------------------------- backend
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype):
+    """auto_LiRPA 0.3 creates some tensors (identity specifications, Tanh/Sigmoid tangent tables) in
+    torch's default dtype; a float64 model needs them in float64."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 _METHOD_NAMES = {BoundMethod.IBP: "IBP", BoundMethod.CROWN: "CROWN", BoundMethod.CROWN_IBP: "CROWN-IBP",
                  BoundMethod.ALPHA_CROWN: "CROWN-Optimized"}
 
@@ -280,8 +326,9 @@ class LirpaBoundedNetwork:
             owner.register_parameter(leaf, bparam)
             self._ptb[name], self._bparam[name] = ptb, bparam
         try:
-            self._bounded = lirpa.BoundedModule(model, torch.zeros_like(x[:1]), bound_opts=dict(BOUND_OPTS),
-                                                device=x.device.type)
+            with _default_dtype(x.dtype):
+                self._bounded = lirpa.BoundedModule(model, torch.zeros_like(x[:1]), bound_opts=dict(BOUND_OPTS),
+                                                    device=x.device.type)
         except Exception as exc:
             raise BackendError(f"auto_LiRPA could not build a bounded module for this model: {exc}") from exc
         self.params, self._input_shape = list(names), tuple(x.shape[1:])
@@ -331,15 +378,15 @@ class _Runner:
         self.input_box, self.bound_upper, self.alpha, self.reference = input_box, bound_upper, alpha, reference
         self.leaves: list[Tensor] = []
 
-    def _bounded_input(self):
-        lirpa = import_auto_lirpa()
+    def _bounded_input(self) -> Tensor:
+        """The input: a plain tensor when fixed (a zero-width ``BoundedTensor`` sends 0.3 through code
+        paths that fail on constants and element-wise layers), else a ``BoundedTensor`` over the box."""
         if self.input_box is None:
-            ptb = lirpa.PerturbationLpNorm(norm=np.inf, eps=0.0)
-        else:
-            ptb = lirpa.PerturbationLpNorm(norm=np.inf, x_L=self.input_box.lower.to(self.x.dtype),
-                                           x_U=self.input_box.upper.to(self.x.dtype))
-        return lirpa.BoundedTensor(self.x if self.input_box is None else self.input_box.center().to(self.x.dtype),
-                                   ptb)
+            return self.x
+        lirpa = import_auto_lirpa()
+        ptb = lirpa.PerturbationLpNorm(norm=np.inf, x_L=self.input_box.lower.to(self.x.dtype),
+                                       x_U=self.input_box.upper.to(self.x.dtype))
+        return lirpa.BoundedTensor(self.input_box.center().to(self.x.dtype), ptb)
 
     def run(self, offsets: list[Tensor], need_graph: bool) -> tuple[Tensor, Tensor]:
         """Set centres/radii from ``offsets`` (lower..., upper...) and compute the bounds.
@@ -347,6 +394,10 @@ class _Runner:
         With ``need_graph``, the centres and radii are fresh leaves (``self.leaves``: centres then
         radii) whose gradients ``_BoxBounds.backward`` turns into gradients of the offsets.
         """
+        with _default_dtype(self.x.dtype):
+            return self._run(offsets, need_graph)
+
+    def _run(self, offsets: list[Tensor], need_graph: bool) -> tuple[Tensor, Tensor]:
         net, names = self.net, self.net.params
         k = len(names)
         centres, radii = [], []

@@ -14,11 +14,19 @@ class ElementwiseAffine(nn.Module):
 
     def __init__(self, scale: Tensor | float = 1.0, shift: Tensor | float = 0.0):
         super().__init__()
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.get_default_dtype()).clone())
-        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.get_default_dtype()).clone())
+        scale, shift = torch.as_tensor(scale), torch.as_tensor(shift)
+        dtype = torch.promote_types(*(t.dtype if t.is_floating_point() else torch.get_default_dtype()
+                                      for t in (scale, shift)))
+        scale, shift = torch.broadcast_tensors(scale.to(dtype), shift.to(dtype))
+        self.register_buffer("scale", scale.clone())
+        self.register_buffer("shift", shift.clone())
 
     def forward(self, x: Tensor) -> Tensor:
-        return x * self.scale + self.shift
+        # auto_LiRPA 0.3 mishandles un-batched tensor constants in Add/Sub under CROWN: give tensors a
+        # leading unit dimension, and scalars as Python numbers
+        if self.scale.dim() == 0:
+            return x * self.scale.item() + self.shift.item()
+        return x * self.scale.unsqueeze(0) + self.shift.unsqueeze(0)
 
     def extra_repr(self) -> str:
         return f"scale_shape={tuple(self.scale.shape)}, shift_shape={tuple(self.shift.shape)}"

@@ -44,7 +44,7 @@ class Orthotope:
         self.lower: ParamDict = {}
         self.upper: ParamDict = {}
         for name, ref in reference.items():
-            ref = ref.detach()
+            ref = ref.detach().clone()  # a copy: later in-place updates of the model must not move θ₀
             if not torch.isfinite(ref).all():
                 raise DomainError(f"reference weights of {name!r} contain NaN or inf")
             mask = torch.ones_like(ref, dtype=torch.bool) if free is None or name not in free \

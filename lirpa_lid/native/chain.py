@@ -1,7 +1,7 @@
 """Turn a torch model into a chain of native bound operators (via ``torch.fx``).
 
 Supported: ``nn.Linear``, ``nn.Conv2d``, ReLU / Tanh / Sigmoid (modules, functions or methods),
-``nn.Flatten`` / ``flatten`` / ``view`` / ``reshape`` keeping the batch dimension, ``nn.Identity``,
+``nn.Flatten`` / ``nn.Unflatten`` / ``flatten`` / ``view`` / ``reshape`` keeping the batch dimension, ``nn.Identity``,
 ``nn.Dropout`` (identity when bounding), ``nn.BatchNorm1d/2d`` in eval mode and
 ``lirpa_lid.layers.ElementwiseAffine`` (constant affine maps), and ``+ − × ÷`` by constants.
 The graph must be a chain (each layer feeds only the next); anything else is reported by name.
@@ -129,7 +129,7 @@ def _make_op(node: fx.Node, modules: dict[str, nn.Module], current: fx.Node, con
                 return op_cls(node.target)
         if isinstance(mod, (nn.Identity, nn.Dropout)):
             return None
-        if isinstance(mod, nn.Flatten):
+        if isinstance(mod, (nn.Flatten, nn.Unflatten)):
             return ReshapeOp(node.target, _shape(current), _shape(node))
         if isinstance(mod, ElementwiseAffine):
             return AffineOp(node.target, mod.scale.detach(), mod.shift.detach())
