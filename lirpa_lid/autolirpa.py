@@ -23,7 +23,7 @@ import sys
 import types
 from pathlib import Path
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import numpy as np
 import torch
@@ -32,9 +32,7 @@ from torch import Tensor, nn
 from .bounds import (AlphaOptions, BoundMethod, Bounds, InputBox, check_batch, check_model_finite,
                      spec_matrix)
 from .errors import BackendError, DomainError
-
-if TYPE_CHECKING:
-    from .orthotope import Orthotope
+from .orthotope import Orthotope
 
 #: ``bound_opts`` for every BoundedModule.
 #: - Sparse intermediate bounds select unstable neurons with ``OneHotC`` specification objects that the
@@ -348,21 +346,17 @@ class LirpaBoundedNetwork:
         if domain is not None and sorted(domain.names) != sorted(self.params):
             raise DomainError(f"domain covers {sorted(domain.names)} but this bounded network was built "
                               f"for {sorted(self.params)}")
-        lower = {n: (domain.lower[n] if domain is not None else torch.zeros_like(self._bparam[n])).to(x.dtype)
-                 for n in self.params}
-        upper = {n: (domain.upper[n] if domain is not None else torch.zeros_like(self._bparam[n])).to(x.dtype)
-                 for n in self.params}
-        reference = {n: (domain.reference[n] if domain is not None else self._bparam[n].detach()).to(x.dtype)
-                     for n in self.params}
-        n_out = self._n_out(x)
-        Cm = spec_matrix(C, x.shape[0], n_out, x)
-        runner = _Runner(self, x, Cm, method, input_box, bound_upper, alpha, reference)
-        offsets = [lower[n] for n in self.params] + [upper[n] for n in self.params]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in offsets):
-            lb, ub = _BoxBounds.apply(runner, *offsets)
+        if domain is None:
+            domain = Orthotope({n: self._bparam[n].detach() for n in self.params})
+        boxes = domain.center_radius(x.dtype)
+        Cm = spec_matrix(C, x.shape[0], self._n_out(x), x)
+        runner = _Runner(self, x, Cm, method, input_box, bound_upper, alpha)
+        centre_radius = [boxes[n][0] for n in self.params] + [boxes[n][1] for n in self.params]
+        if torch.is_grad_enabled() and any(t.requires_grad for t in centre_radius):
+            lb, ub = _BoxBounds.apply(runner, *centre_radius)
         else:
             with torch.no_grad():
-                lb, ub = runner.run(offsets, need_graph=False)
+                lb, ub = runner.run(centre_radius, need_graph=False)
         return Bounds(lb, ub if bound_upper else None)
 
     def _n_out(self, x: Tensor) -> int:
@@ -373,9 +367,9 @@ class LirpaBoundedNetwork:
 class _Runner:
     """One bound computation with fixed inputs; ``run`` maps box offsets to bounds."""
 
-    def __init__(self, net: LirpaBoundedNetwork, x, C, method, input_box, bound_upper, alpha, reference):
+    def __init__(self, net: LirpaBoundedNetwork, x, C, method, input_box, bound_upper, alpha):
         self.net, self.x, self.C, self.method = net, x, C, method
-        self.input_box, self.bound_upper, self.alpha, self.reference = input_box, bound_upper, alpha, reference
+        self.input_box, self.bound_upper, self.alpha = input_box, bound_upper, alpha
         self.leaves: list[Tensor] = []
 
     def _bounded_input(self) -> Tensor:
@@ -388,27 +382,26 @@ class _Runner:
                                        x_U=self.input_box.upper.to(self.x.dtype))
         return lirpa.BoundedTensor(self.input_box.center().to(self.x.dtype), ptb)
 
-    def run(self, offsets: list[Tensor], need_graph: bool) -> tuple[Tensor, Tensor]:
-        """Set centres/radii from ``offsets`` (lower..., upper...) and compute the bounds.
+    def run(self, centre_radius: list[Tensor], need_graph: bool) -> tuple[Tensor, Tensor]:
+        """Set the boxes (``centre_radius``: centres..., radii...) and compute the bounds.
 
-        With ``need_graph``, the centres and radii are fresh leaves (``self.leaves``: centres then
-        radii) whose gradients ``_BoxBounds.backward`` turns into gradients of the offsets.
+        With ``need_graph``, the centres and radii are fresh leaves (``self.leaves``, same order)
+        whose gradients ``_BoxBounds.backward`` passes on.
         """
         with _default_dtype(self.x.dtype):
-            return self._run(offsets, need_graph)
+            return self._run(centre_radius, need_graph)
 
-    def _run(self, offsets: list[Tensor], need_graph: bool) -> tuple[Tensor, Tensor]:
+    def _run(self, centre_radius: list[Tensor], need_graph: bool) -> tuple[Tensor, Tensor]:
         net, names = self.net, self.net.params
         k = len(names)
         centres, radii = [], []
         for i, n in enumerate(names):
-            low, up = offsets[i].detach(), offsets[k + i].detach()
             bparam = net._bparam[n]
             with torch.no_grad():
-                bparam.data.copy_(self.reference[n] + (up - low) / 2)
+                bparam.data.copy_(centre_radius[i])
             bparam.requires_grad_(need_graph)
             bparam.grad = None
-            radius = ((up + low) / 2).clone().requires_grad_(need_graph)
+            radius = centre_radius[k + i].detach().clone().requires_grad_(need_graph)
             net._ptb[n].eps = radius
             centres.append(bparam)
             radii.append(radius)
@@ -436,17 +429,17 @@ class _Runner:
 
 
 class _BoxBounds(torch.autograd.Function):
-    """Bridge from box offsets to auto_LiRPA bounds: auto_LiRPA sees the parameter centre as the value
-    of a ``BoundedParameter`` (a leaf) and the radius as ``eps``, so the chain rule is applied by hand:
-    ``∂/∂l = (−∂/∂c + ∂/∂r)/2`` and ``∂/∂u = (∂/∂c + ∂/∂r)/2``. The backward must run before the next
-    bound computation on the same network (torch reports an in-place modification otherwise)."""
+    """Bridge from box centres/radii to auto_LiRPA bounds: auto_LiRPA sees a centre as the value of a
+    ``BoundedParameter`` (a leaf) and a radius as its ``eps``; the gradients with respect to those
+    leaves are handed back to the centres and radii (and by autograd on to the offsets). The backward
+    must run before the next bound computation on the same network (torch reports an in-place
+    modification otherwise)."""
 
     @staticmethod
-    def forward(ctx, runner: _Runner, *offsets: Tensor):
+    def forward(ctx, runner: _Runner, *centre_radius: Tensor):
         with torch.enable_grad():
-            lb, ub = runner.run(list(offsets), need_graph=True)
+            lb, ub = runner.run(list(centre_radius), need_graph=True)
         ctx.runner, ctx.outputs = runner, (lb, ub)
-        ctx.n = len(offsets) // 2
         return lb.detach(), (ub.detach() if ub is not None else lb.new_zeros(0))
 
     @staticmethod
@@ -461,9 +454,4 @@ class _BoxBounds(torch.autograd.Function):
         if not outs_g:
             return (None,) + tuple(torch.zeros_like(t) for t in leaves)
         g = torch.autograd.grad([o for o, _ in outs_g], leaves, [g for _, g in outs_g], allow_unused=True)
-        g = [torch.zeros_like(t) if gi is None else gi for gi, t in zip(g, leaves)]
-        n = ctx.n
-        g_c, g_r = g[:n], g[n:]
-        d_lower = [(-gc + gr) / 2 for gc, gr in zip(g_c, g_r)]
-        d_upper = [(gc + gr) / 2 for gc, gr in zip(g_c, g_r)]
-        return (None, *d_lower, *d_upper)
+        return (None, *(torch.zeros_like(t) if gi is None else gi for gi, t in zip(g, leaves)))

@@ -26,6 +26,12 @@ def named_parameter_values(source: nn.Module | Mapping[str, Tensor]) -> ParamDic
     return dict(source)
 
 
+def _round_down(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """Non-negative float64 ``x`` in ``dtype``, rounded towards zero (offsets that must not grow)."""
+    y = x.to(dtype)
+    return torch.where(y.double() > x, torch.nextafter(y, torch.zeros_like(y)), y)
+
+
 class Orthotope:
     """Box ``{θ : θ₀ − lower ≤ θ ≤ θ₀ + upper}`` over named parameters (others are fixed at θ₀).
 
@@ -104,11 +110,40 @@ class Orthotope:
         """``name -> (θ₀ − lower, θ₀ + upper)``."""
         return {n: (self.reference[n] - self.lower[n], self.reference[n] + self.upper[n]) for n in self.names}
 
-    def center(self) -> ParamDict:
-        return {n: self.reference[n] + (self.upper[n] - self.lower[n]) / 2 for n in self.names}
+    def exact_bounds(self, names: Iterable[str] | None = None) -> dict[str, tuple[Tensor, Tensor]]:
+        """The set the domain denotes: ``θ₀ ∓ offsets`` evaluated in float64 (exact for float32 data).
+        Membership, nesting and projection are all decided against these bounds."""
+        out = {}
+        for n in self.names if names is None else names:
+            ref = self.reference[n].detach().double()
+            out[n] = (ref - self.lower[n].detach().double(), ref + self.upper[n].detach().double())
+        return out
 
-    def radius(self) -> ParamDict:
-        return {n: (self.upper[n] + self.lower[n]) / 2 for n in self.names}
+    def inner_bounds(self, dtype: torch.dtype, names: Iterable[str] | None = None) -> dict[str, tuple[Tensor, Tensor]]:
+        """Bounds representable in ``dtype`` and rounded inwards: every ``dtype`` value between them
+        lies in the domain. (A box narrower than one ulp collapses onto θ₀, which is representable.)"""
+        out = {}
+        for n, (lo64, hi64) in self.exact_bounds(names).items():
+            lo, hi = lo64.to(dtype), hi64.to(dtype)
+            lo = torch.where(lo.double() < lo64, torch.nextafter(lo, torch.full_like(lo, math.inf)), lo)
+            hi = torch.where(hi.double() > hi64, torch.nextafter(hi, torch.full_like(hi, -math.inf)), hi)
+            ref = self.reference[n].detach().to(dtype)
+            crossed = lo > hi
+            out[n] = (torch.where(crossed, ref, lo), torch.where(crossed, ref, hi))
+        return out
+
+    def center_radius(self, dtype: torch.dtype) -> dict[str, tuple[Tensor, Tensor]]:
+        """Centre and radius in ``dtype`` (differentiable in the offsets) whose box ``centre ± radius``
+        contains the domain despite rounding: the radius carries a slack of a few ulps. This is the
+        form bound backends use."""
+        eps = torch.finfo(dtype).eps
+        out = {}
+        for n in self.names:
+            ref, low, up = self.reference[n].to(dtype), self.lower[n].to(dtype), self.upper[n].to(dtype)
+            centre = ref + (up - low) / 2
+            radius = (up + low) / 2
+            out[n] = (centre, radius + 4 * eps * (centre.detach().abs() + radius.detach()))
+        return out
 
     def numel(self) -> int:
         """Number of free elements."""
@@ -143,6 +178,7 @@ class Orthotope:
     def violations(self, params: nn.Module | Mapping[str, Tensor], atol: float = 0.0) -> list[str]:
         """Reasons why ``params`` is not in the box (empty list: it is), checked in float64."""
         values = named_parameter_values(params)
+        exact = self.exact_bounds()
         reasons = []
         for n in self.names:
             if n not in values:
@@ -153,9 +189,8 @@ class Orthotope:
                 reasons.append(f"parameter {n!r} has shape {tuple(v.shape)}, domain has "
                                f"{tuple(self.reference[n].shape)}")
                 continue
-            ref = self.reference[n].to(torch.float64)
-            lo = ref - self.lower[n].detach().to(torch.float64) - atol
-            hi = ref + self.upper[n].detach().to(torch.float64) + atol
+            lo, hi = exact[n]
+            lo, hi = lo - atol, hi + atol
             outside = (v < lo) | (v > hi) | ~torch.isfinite(v)
             if outside.any():
                 excess = torch.maximum(lo - v, v - hi).nan_to_num(math.inf)[outside].max().item()
@@ -166,29 +201,44 @@ class Orthotope:
     def contains(self, params: nn.Module | Mapping[str, Tensor], atol: float = 0.0) -> bool:
         return not self.violations(params, atol)
 
-    def project(self, params: nn.Module | Mapping[str, Tensor]) -> ParamDict:
-        """Euclidean projection onto the box: element-wise clamp (parameters not in the box untouched)."""
+    def _checked(self, params: nn.Module | Mapping[str, Tensor]) -> ParamDict:
         values = named_parameter_values(params)
+        for n in self.names:
+            if n not in values:
+                raise DomainError(f"parameter {n!r} of the domain is missing")
+            if values[n].shape != self.reference[n].shape:
+                raise DomainError(f"parameter {n!r} has shape {tuple(values[n].shape)}, the domain "
+                                  f"{tuple(self.reference[n].shape)}")
+            if not torch.isfinite(values[n]).all():
+                raise DomainError(f"parameter {n!r} contains NaN or inf")
+        return values
+
+    def project(self, params: nn.Module | Mapping[str, Tensor]) -> ParamDict:
+        """Euclidean projection onto the box: an element-wise clamp, to bounds rounded inwards so the
+        result lies in the box exactly (parameters outside the domain are copied unchanged)."""
+        values = self._checked(params)
         out = {n: t.detach().clone() for n, t in values.items()}
-        for n, (lo, hi) in self.bounds().items():
-            out[n] = torch.clamp(out[n], lo.detach().to(out[n].dtype), hi.detach().to(out[n].dtype))
+        for n in self.names:
+            lo, hi = self.inner_bounds(out[n].dtype, [n])[n]
+            out[n] = torch.minimum(torch.maximum(out[n], lo), hi)
         return out
 
     @torch.no_grad()
     def project_(self, model: nn.Module) -> nn.Module:
-        """Clamp the model's boxed parameters into the box, in place."""
+        """``project``, in place on the model's parameters."""
+        projected = self.project(model)
         params = dict(model.named_parameters())
-        for n, (lo, hi) in self.bounds().items():
-            params[n].clamp_(lo.detach().to(params[n].dtype), hi.detach().to(params[n].dtype))
+        for n in self.names:
+            params[n].copy_(projected[n])
         return model
 
     def distance(self, params: nn.Module | Mapping[str, Tensor]) -> float:
-        """Euclidean distance from ``params`` to the box."""
-        values = named_parameter_values(params)
+        """Euclidean distance from ``params`` to the box (float64)."""
+        values = self._checked(params)
         sq = 0.0
-        for n, (lo, hi) in self.bounds().items():
-            v = values[n].detach()
-            sq += float(((v - v.clamp(lo.detach(), hi.detach())) ** 2).sum())
+        for n, (lo, hi) in self.exact_bounds().items():
+            v = values[n].detach().double()
+            sq += float(((v - v.clamp(lo, hi)) ** 2).sum())
         return math.sqrt(sq)
 
     # ---------------------------------------------------------------- set operations
@@ -200,11 +250,11 @@ class Orthotope:
                 raise DomainError(f"parameter {n!r} has different shapes in the two orthotopes")
 
     def is_subset(self, outer: Orthotope, atol: float = 0.0) -> bool:
-        """Whether this box lies inside ``outer`` (float64 comparison)."""
+        """Whether this box lies inside ``outer`` (exact float64 bounds)."""
         self._check_compatible(outer)
+        mine, theirs = self.exact_bounds(), outer.exact_bounds()
         for n in self.names:
-            lo, hi = (t.detach().double() for t in self.bounds()[n])
-            olo, ohi = (t.detach().double() for t in outer.bounds()[n])
+            (lo, hi), (olo, ohi) = mine[n], theirs[n]
             if (lo < olo - atol).any() or (hi > ohi + atol).any():
                 return False
         return True
@@ -215,11 +265,12 @@ class Orthotope:
         if not other.contains(self.reference):
             raise DomainError("the intersection does not contain this orthotope's reference weights")
         lower, upper = {}, {}
+        theirs = other.exact_bounds()
         for n in self.names:
-            olo, ohi = other.bounds()[n]
-            ref = self.reference[n]
-            lower[n] = torch.minimum(self.lower[n], (ref - olo).clamp(min=0))
-            upper[n] = torch.minimum(self.upper[n], (ohi - ref).clamp(min=0))
+            olo, ohi = theirs[n]
+            ref = self.reference[n].double()
+            lower[n] = torch.minimum(self.lower[n], _round_down((ref - olo).clamp(min=0), self.lower[n].dtype))
+            upper[n] = torch.minimum(self.upper[n], _round_down((ohi - ref).clamp(min=0), self.upper[n].dtype))
         return Orthotope(self.reference, lower, upper, {n: self.free[n] & other.free[n] for n in self.names})
 
     def clip_to(self, outer: Orthotope) -> Orthotope:
@@ -235,8 +286,8 @@ class Orthotope:
         """
         n_corner = int(round(n * corner_fraction))
         out = {}
-        for name, (lo, hi) in self.bounds().items():
-            lo, hi = lo.detach(), hi.detach()
+        for name in self.names:
+            lo, hi = self.inner_bounds(self.reference[name].dtype, [name])[name]
             shape = (n, *lo.shape)
             u = torch.rand(shape, generator=generator, dtype=lo.dtype, device=lo.device)
             u[:n_corner] = (u[:n_corner] > 0.5).to(lo.dtype)

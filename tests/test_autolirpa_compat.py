@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from lirpa_lid import BackendError, ElementwiseAffine, InputBox, Orthotope, bounded_network
+from lirpa_lid import BackendError, ElementwiseAffine, Orthotope, bounded_network
 from lirpa_lid import autolirpa
 from helpers import make_net, random_domain, weight_names
 

@@ -1,0 +1,256 @@
+"""The LID optimiser: soundness of every certified domain (sampling + weight attacks), growth, the
+thresholds of reported candidates, nesting, frozen elements, convergence on a problem with a known
+optimum, and clear errors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from lirpa_lid import DomainError, InputError, Orthotope, bounded_network
+from lirpa_lid.errors import SpecificationError
+from lirpa_lid.lid import LIDConfig, compute_lid, compute_lid_pool, compute_margins, hard_values
+from lirpa_lid.specification import CertifiedAccuracy
+from lid_helpers import (QUICK, attacked_min_margin, cached_lid, certified_items, sampled_min_margin,
+                         task0_spec, tasks, trained_mlp)
+from lid_helpers import one_thread  # noqa: F401  (autouse fixture)
+
+N_SAMPLES = 10_000
+
+
+# ------------------------------------------------------------------------------ soundness
+@pytest.mark.parametrize("method", ["CROWN", "IBP", "CROWN-IBP"])
+def test_every_certified_item_survives_sampling_and_attacks(method):
+    """No certified item is misclassified by any of 10,000 sampled weight vectors (half of them box
+    corners) or by PGD on the weights inside the box, for the smallest and the largest candidate."""
+    model, result = cached_lid(method)
+    spec = task0_spec()
+    assert result.candidates
+    for cand in {id(c): c for c in (result.candidates[0], result.largest())}.values():
+        ok = certified_items(model, cand.domain, spec, method)
+        assert ok.float().mean() >= spec.threshold
+        x, y = spec.x[ok], spec.y[ok]
+        sampled = sampled_min_margin(model, cand.domain, x, y, N_SAMPLES)
+        attacked = attacked_min_margin(model, cand.domain, x, y)
+        assert sampled > 0, f"{method}: a sampled weight vector misclassifies a certified item"
+        assert attacked > 0, f"{method}: a weight attack misclassifies a certified item"
+        assert attacked <= sampled  # the attack is at least as strong as sampling
+
+
+def test_attack_breaks_uncertified_items():
+    """The oracle can fail: on the largest domain, attacks misclassify some uncertified items."""
+    model, result = cached_lid("CROWN")
+    spec = task0_spec()
+    dom = result.largest().domain
+    ok = certified_items(model, dom, spec, "CROWN")
+    assert (~ok).any()
+    assert attacked_min_margin(model, dom, spec.x[~ok], spec.y[~ok]) < 0
+
+
+def test_alpha_crown_certificates_are_sound_too():
+    model, result = cached_lid("CROWN")
+    spec = task0_spec()
+    dom = result.largest().domain
+    ok = certified_items(model, dom, spec, "alpha-CROWN")
+    assert ok.sum() >= certified_items(model, dom, spec, "CROWN").sum()
+    assert attacked_min_margin(model, dom, spec.x[ok], spec.y[ok], steps=40, restarts=2) > 0
+
+
+# ------------------------------------------------------------------------------ behaviour
+def test_box_grows_and_candidates_meet_the_threshold():
+    model, result = cached_lid("CROWN")
+    spec = task0_spec()
+    widths = [c.mean_width for c in result.candidates]
+    assert widths[-1] > widths[0] > 0
+    net = bounded_network(model)
+    for cand in result.candidates:
+        # recomputed independently (float64), not read from the candidate
+        value = float(spec.hard_value(compute_margins(net, spec, cand.domain, "CROWN", dtype=torch.float64)))
+        assert value == pytest.approx(cand.hard_values[0])
+        assert value >= spec.threshold
+    assert result.candidates[0].iteration == QUICK["snapshot_every"]
+    assert len(result.history["mean_width"]) == QUICK["iterations"]
+
+
+def test_domain_reference_is_theta0_and_does_not_follow_the_model():
+    model, result = cached_lid("CROWN")
+    dom = result.largest().domain
+    theta0 = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+        try:
+            for n in dom.names:
+                assert torch.equal(dom.reference[n], theta0[n])
+        finally:
+            for p in model.parameters():
+                p.sub_(1.0)
+
+
+def test_nested_inside_outer_box():
+    model, result = cached_lid("CROWN")
+    outer = result.largest().domain
+    moved = trained_mlp(16)
+    # a weight vector inside the outer box but not at its reference
+    g = torch.Generator().manual_seed(5)
+    inside = outer.sample(1, generator=g, corner_fraction=0.0)
+    with torch.no_grad():
+        for n, p in moved.named_parameters():
+            p.copy_(inside[n][0])
+    assert outer.contains(moved)
+    spec = task0_spec(0.85)
+    inner = compute_lid(moved, spec, LIDConfig(**{**QUICK, "iterations": 30}), outer=outer)
+    for cand in inner.candidates:
+        assert cand.domain.is_subset(outer)
+        lo, hi = cand.domain.to(dtype=torch.float64).bounds()["0.weight"]
+        olo, ohi = outer.to(dtype=torch.float64).bounds()["0.weight"]
+        assert (lo >= olo).all() and (hi <= ohi).all()
+
+
+def test_outer_box_must_contain_theta0():
+    model, result = cached_lid("CROWN")
+    outer = result.largest().domain
+    far = trained_mlp(16)
+    with torch.no_grad():
+        far[0].weight.add_(100.0)
+    with pytest.raises(DomainError, match="not inside the outer box"):
+        compute_lid(far, task0_spec(0.0), LIDConfig(**QUICK), outer=outer)
+
+
+def test_frozen_elements_keep_zero_width():
+    model = trained_mlp(16)
+    free = {"0.weight": torch.zeros(16, 2, dtype=torch.bool), "2.bias": torch.tensor([True, False] * 3)}
+    result = compute_lid(model, task0_spec(0.85), LIDConfig(**{**QUICK, "iterations": 20}), free=free)
+    for cand in result.candidates:
+        d = cand.domain
+        assert (d.lower["0.weight"] == 0).all() and (d.upper["0.weight"] == 0).all()
+        assert (d.lower["2.bias"][1::2] == 0).all() and (d.upper["2.bias"][1::2] == 0).all()
+        assert cand.mean_width > 0
+
+
+def test_domain_over_some_parameters_only():
+    model = trained_mlp(16)
+    result = compute_lid(model, task0_spec(0.85), LIDConfig(**{**QUICK, "iterations": 20}), params=["2.weight"])
+    assert result.largest().domain.names == ["2.weight"]
+    assert result.largest().mean_width > 0
+
+
+def test_several_specifications_each_with_its_threshold():
+    model = trained_mlp(16)
+    data = tasks()[0].train
+    s0 = CertifiedAccuracy(data.x[data.y == 0], data.y[data.y == 0], 6, 0.95, name="class 0")
+    s1 = CertifiedAccuracy(data.x[data.y == 1], data.y[data.y == 1], 6, 0.8, name="class 1")
+    result = compute_lid(model, [s0, s1], LIDConfig(**{**QUICK, "iterations": 30}))
+    net = bounded_network(model)
+    for cand in result.candidates:
+        assert cand.spec_names == ("class 0", "class 1") and cand.thresholds == (0.95, 0.8)
+        v0, v1 = hard_values(net, [s0, s1], cand.domain, "CROWN")
+        assert v0 >= 0.95 and v1 >= 0.8
+    assert len(result.history["multiplier"][-1]) == 2
+
+
+def test_pool_of_configurations_and_thresholds():
+    model = trained_mlp(16)
+    cfg = LIDConfig(**{**QUICK, "iterations": 20})
+    pool = compute_lid_pool(model, task0_spec(0.9), [cfg, LIDConfig(**{**QUICK, "iterations": 20, "method": "IBP"})],
+                            thresholds=[0.9, 0.8])
+    assert len(pool.runs) == 2
+    assert len(pool.candidates) == sum(len(r.candidates) for r in pool.runs)
+    assert {c.method for c in pool.candidates} == {"CROWN", "IBP"}
+    assert {c.thresholds for c in pool.candidates} == {(0.9,), (0.8,)}
+    assert all(c.satisfied for c in pool.candidates)
+    assert all(c.label.startswith("run ") for c in pool.candidates)
+
+
+def test_log_volume_objective_grows_every_free_element():
+    model = trained_mlp(16)
+    result = compute_lid(model, task0_spec(0.85), LIDConfig(**{**QUICK, "iterations": 20, "objective": "log_volume"}))
+    cand = result.largest()
+    assert math.isfinite(cand.log_volume) and (cand.domain.widths() > 0).all()
+
+
+def test_same_seed_same_result():
+    model = trained_mlp(16)
+    cfg = LIDConfig(**{**QUICK, "iterations": 15, "snapshot_every": 5})
+    a = compute_lid(model, task0_spec(0.9), cfg)
+    b = compute_lid(model, task0_spec(0.9), cfg)
+    assert [c.mean_width for c in a.candidates] == [c.mean_width for c in b.candidates]
+
+
+def test_converges_to_the_known_optimum_of_a_linear_toy():
+    """One item, f = W x + b (2 classes, x = 1): the margin is exact under any bound method and the
+    soft constraint ``1/(1+exp(−T m)) ≥ τ`` reads ``m ≥ log(τ/(1−τ))/T``. The four offsets that lower
+    the margin must sum to ``m₀ − log(9)/10``; the four others are harmless and go to the cap."""
+    model = nn.Sequential(nn.Linear(1, 2)).double()
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([[1.0], [0.0]]))
+        model[0].bias.copy_(torch.tensor([0.5, 0.0]))
+    spec = CertifiedAccuracy(torch.ones(1, 1, dtype=torch.float64), torch.tensor([0]), 2, 0.9, name="toy")
+    cfg = LIDConfig(iterations=400, primal_lr=0.02, dual_lr=0.2, penalty=10.0, max_width=1.0, snapshot_every=400,
+                    adaptive_lr=False, rollback_defect=None, dual_violation="soft", progress=False)
+    result = compute_lid(model, spec, cfg)
+    d = result.candidates[-1].domain
+    harmful = float(d.lower["0.weight"][0, 0] + d.upper["0.weight"][1, 0] + d.lower["0.bias"][0] + d.upper["0.bias"][1])
+    harmless = [float(d.upper["0.weight"][0, 0]), float(d.lower["0.weight"][1, 0]), float(d.upper["0.bias"][0]),
+                float(d.lower["0.bias"][1])]
+    assert harmful == pytest.approx(1.5 - math.log(9) / 10, rel=1e-3)
+    assert harmless == pytest.approx([1.0] * 4)
+    # the multiplier converges to the KKT value: objective slope 1/4 per offset over the constraint's
+    # slope T·τ(1−τ) = 0.9
+    assert result.history["multiplier"][-1][0] == pytest.approx(0.25 / 0.9, rel=1e-2)
+
+
+# ------------------------------------------------------------------------------ errors
+def test_nominal_model_failing_the_threshold_is_reported():
+    model = trained_mlp(16, epochs=0)  # untrained
+    spec = task0_spec(0.99, name="task 0 train")
+    with pytest.raises(SpecificationError, match=r"'task 0 train' is not satisfied even at width 0.*threshold 0\.99"):
+        compute_lid(model, spec, LIDConfig(**QUICK))
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"iterations": 0}, "iterations"), ({"primal_lr": -1.0}, "primal_lr"), ({"method": "magic"}, "method"),
+    ({"objective": "volume"}, "objective"), ({"max_width": float("nan")}, "max_width"),
+    ({"weights": {"0.weight": -1.0}}, "weights"), ({"lr_multiplier_range": (2.0, 1.0)}, "lr_multiplier_range"),
+    ({"batch_size": 1.5}, "batch_size"),
+])
+def test_bad_configuration(changes, field):
+    with pytest.raises(InputError, match=field if field != "method" else "bound method"):
+        LIDConfig(**changes)
+
+
+def test_bad_domain_arguments():
+    model = trained_mlp(16)
+    spec = task0_spec(0.5)
+    with pytest.raises(DomainError, match="unknown parameter"):
+        compute_lid(model, spec, LIDConfig(**QUICK), params=["nope.weight"])
+    with pytest.raises(DomainError, match="no free elements"):
+        compute_lid(model, spec, LIDConfig(**QUICK), params=["0.bias"], free={"0.bias": torch.zeros(16, dtype=torch.bool)})
+    with pytest.raises(InputError, match="not in the domain"):
+        compute_lid(model, spec, LIDConfig(**{**QUICK, "weights": {"x": 1.0}}))
+    other = Orthotope.around(model, ["0.weight"])
+    with pytest.raises(DomainError, match="same parameters"):
+        compute_lid(model, spec, LIDConfig(**QUICK), outer=other)
+
+
+def test_nan_weights_are_rejected():
+    model = trained_mlp(16)
+    with torch.no_grad():
+        model[2].weight[0, 0] = float("nan")
+    with pytest.raises(DomainError, match="NaN"):
+        compute_lid(model, task0_spec(0.5), LIDConfig(**QUICK))
+
+
+def test_backend_is_only_used_through_its_interface():
+    """The same candidates come out of the native and the auto_LiRPA backends."""
+    from lirpa_lid import BackendError
+    model = trained_mlp(16)
+    cfg = LIDConfig(**{**QUICK, "iterations": 6, "snapshot_every": 3})
+    native = compute_lid(model, task0_spec(0.9), cfg)
+    try:
+        lirpa = compute_lid(model, task0_spec(0.9), cfg, backend="auto_lirpa")
+    except BackendError as exc:
+        pytest.skip(str(exc))
+    assert [c.mean_width for c in lirpa.candidates] == pytest.approx([c.mean_width for c in native.candidates], rel=1e-4)
