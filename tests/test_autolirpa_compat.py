@@ -144,14 +144,15 @@ def test_parameter_box_batch_dim_fix(lirpa):
     assert (ours.lower >= lb - 1e-5).all() and (ours.upper <= ub + 1e-5).all()
 
 
-def _weight_boxed(lirpa, model: nn.Module, names: list[str]) -> nn.Module:
+def _weight_boxed(lirpa, model: nn.Module, names: list[str], eps: float = 0.01) -> nn.Module:
+    """``model`` with the named parameters replaced by ``BoundedParameter``s in an L∞ box ``± eps``."""
     for name in names:
         mod_name, leaf = name.rsplit(".", 1)
         mod = model.get_submodule(mod_name)
         value = getattr(mod, leaf).data.clone()
         delattr(mod, leaf)
         mod.register_parameter(leaf, lirpa.BoundedParameter(
-            value, lirpa.PerturbationLpNorm(norm=np.inf, eps=torch.full_like(value, 0.01))))
+            value, lirpa.PerturbationLpNorm(norm=np.inf, eps=torch.full_like(value, eps))))
     return model
 
 
@@ -191,12 +192,7 @@ def test_dense_alpha_is_required(lirpa):
     def module(opts):
         torch.manual_seed(0)
         model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 4))
-        for name, value in list(model.named_parameters()):
-            mod_name, leaf = name.rsplit(".", 1)
-            mod = model.get_submodule(mod_name)
-            delattr(mod, leaf)
-            mod.register_parameter(leaf, lirpa.BoundedParameter(value.data.clone(), lirpa.PerturbationLpNorm(
-                norm=np.inf, eps=torch.full_like(value.data, 0.05))))
+        model = _weight_boxed(lirpa, model, [n for n, _ in model.named_parameters()], eps=0.05)
         return lirpa.BoundedModule(model, torch.zeros(1, 6), bound_opts=opts)
 
     sparse = module({k: v for k, v in autolirpa.BOUND_OPTS.items() if "alpha" not in k})
