@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import Op, Params, pos_neg
+from .base import Op, Params
 
 
 class ActivationOp(Op):
@@ -24,16 +24,22 @@ class ActivationOp(Op):
                  relax: Tensor | None = None) -> tuple[Tensor, Tensor]:
         kl, bl, ku, bu = self.relaxation(lo, hi, relax)
         kl, bl, ku, bu = (t.unsqueeze(1) if t.dim() == lo.dim() else t for t in (kl, bl, ku, bu))
-        A_pos, A_neg = pos_neg(A)
-        A_in = A_pos * kl + A_neg * ku
-        const = (A_pos * bl + A_neg * bu).flatten(2).sum(-1)
+        positive = A >= 0
+        A_in = A * torch.where(positive, kl, ku)
+        intercept = torch.where(positive, bl, bu) if self.lower_intercept else torch.where(positive, 0.0, bu)
+        const = (A * intercept).flatten(2).sum(-1)
         return A_in, const
+
+    #: whether the lower line has an intercept (ReLU's never does)
+    lower_intercept = True
 
 
 class ReluOp(ActivationOp):
     """ReLU. Unstable neurons (``l < 0 < u``): upper line is the chord, lower line ``α·z`` with
     ``α = 1`` if ``u > −l`` else ``0`` (CROWN's adaptive choice, as auto_LiRPA) or an optimised
     ``α ∈ [0, 1]`` (α-CROWN, passed as ``relax`` with shape ``[B, S, *shape]``)."""
+
+    lower_intercept = False
 
     def forward(self, x: Tensor, p: Params) -> Tensor:
         return torch.relu(x)

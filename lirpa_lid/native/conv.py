@@ -65,13 +65,25 @@ class ConvOp(Op):
         return F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
 
     def _conv_t(self, A: Tensor, w: Tensor, in_hw: tuple[int, int]) -> Tensor:
+        """Adjoint of the convolution (maps output coefficients to input coefficients)."""
         out_hw = A.shape[-2:]
+        full = [self.dilation[d] * (self.kernel_size[d] - 1) for d in range(2)]
+        if self.stride == (1, 1) and all(self.padding[d] <= full[d] for d in range(2)):
+            # stride 1: a plain convolution with the flipped, channel-swapped kernel (much faster on CPU)
+            pad = tuple(full[d] - self.padding[d] for d in range(2))
+            out = F.conv2d(A, w.transpose(0, 1).flip(-1, -2), None, 1, pad, self.dilation)
+            return out[..., : in_hw[0], : in_hw[1]]
         pad = []
         for d in range(2):
             natural = ((out_hw[d] - 1) * self.stride[d] - 2 * self.padding[d]
                        + self.dilation[d] * (self.kernel_size[d] - 1) + 1)
             pad.append(in_hw[d] - natural)
         return F.conv_transpose2d(A, w, None, self.stride, self.padding, tuple(pad), 1, self.dilation)
+
+    def transpose_full(self, A: Tensor, w: Tensor) -> Tensor:
+        """Adjoint of the convolution without padding or cropping: ``[N, O, h, w] → [N, C, h', w']`` with
+        ``h' = (h−1)·s + d·(k−1) + 1`` (every input position that the outputs read; windowed backward)."""
+        return F.conv_transpose2d(A, w, None, self.stride, 0, 0, 1, self.dilation)
 
     def backward(self, A: Tensor, lo: Tensor, hi: Tensor, p: Params,
                  relax: Tensor | None = None) -> tuple[Tensor, Tensor]:

@@ -1,7 +1,6 @@
 """Bound operator for ``nn.Linear`` with an optional box on its weight and bias."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from .base import Op, Params, batch_dot

@@ -17,6 +17,11 @@ Two exact shortcuts keep it cheap and never loosen a bound:
   node one layer away from an exact box (there IBP computes the exact range of every product term,
   which no linear relaxation of those terms can beat).
 
+Intermediate bounds of a convolutional node whose backward path has only convolutions, activations
+and element-wise affine maps take *windowed* passes (``window.py``): each neuron carries coefficients
+only on its receptive field, not on whole nodes — the same bounds up to rounding, about 50 times faster
+for the paper's CNN. ``windowed=False`` keeps every pass dense (the reference in the tests).
+
 Final bounds are the element-wise tighter of the CROWN-family bound and IBP (under weight boxes CROWN
 is sometimes looser than IBP).
 """
@@ -34,6 +39,7 @@ from ..errors import DomainError
 from .activation import ReluOp
 from .base import Op, ParamBox, Params, batch_dot, pos_neg
 from .chain import build_chain
+from .window import WindowedPass, windowable
 
 if TYPE_CHECKING:
     from ..orthotope import Orthotope
@@ -43,12 +49,14 @@ class NativeBoundedNetwork:
     """``model`` prepared for bounds over weight boxes (the chain is built once per input shape).
 
     ``max_chunk_elements`` caps the size of one coefficient tensor when intermediate bounds are
-    computed for many neurons at once (rows are processed in chunks).
+    computed for many neurons at once (rows are processed in chunks). ``windowed=False`` computes every
+    intermediate bound by a dense backward pass (the reference for the windowed one; same bounds, slower).
     """
 
-    def __init__(self, model: nn.Module, max_chunk_elements: int = 2 ** 25):
+    def __init__(self, model: nn.Module, max_chunk_elements: int = 2 ** 25, windowed: bool = True):
         self.model = model
         self.max_chunk_elements = max_chunk_elements
+        self.windowed = windowed
         self._chains: dict[tuple[int, ...], list[Op]] = {}
 
     def chain(self, input_shape: tuple[int, ...]) -> list[Op]:
@@ -64,18 +72,18 @@ class NativeBoundedNetwork:
     # ------------------------------------------------------------------ parameters
     def _params(self, ops: list[Op], domain: Orthotope | None, dtype: torch.dtype) -> list[Params]:
         boxed = set(domain.names) if domain is not None else set()
+        boxes = domain.center_radius(dtype) if domain is not None else {}
         used = set()
         out = []
         for op in ops:
             p = {}
             for role, pname in op.param_names.items():
                 if pname in boxed:
-                    ref = domain.reference[pname].to(dtype)
-                    low, up = domain.lower[pname].to(dtype), domain.upper[pname].to(dtype)
-                    if ref.shape != getattr(op.module, role).shape:
-                        raise DomainError(f"domain parameter {pname!r} has shape {tuple(ref.shape)}, the "
+                    centre, radius = boxes[pname]
+                    if centre.shape != getattr(op.module, role).shape:
+                        raise DomainError(f"domain parameter {pname!r} has shape {tuple(centre.shape)}, the "
                                           f"model's has {tuple(getattr(op.module, role).shape)}")
-                    p[role] = ParamBox(ref + (up - low) / 2, (up + low) / 2)
+                    p[role] = ParamBox(centre, radius)
                     used.add(pname)
                 else:
                     p[role] = ParamBox(getattr(op.module, role).to(dtype))
@@ -97,7 +105,7 @@ class NativeBoundedNetwork:
         check_model_finite(self.model)
         ops = self.chain(tuple(x.shape[1:]))
         params = self._params(ops, domain, x.dtype)
-        state = _Propagation(ops, params, x, input_box, self.max_chunk_elements)
+        state = _Propagation(ops, params, x, input_box, self.max_chunk_elements, self.windowed)
         state.forward(crown_intermediate=method in (BoundMethod.CROWN, BoundMethod.ALPHA_CROWN))
 
         out_lo, out_hi = state.lo[-1].flatten(1), state.hi[-1].flatten(1)
@@ -126,9 +134,10 @@ class _Propagation:
     """
 
     def __init__(self, ops: list[Op], params: list[Params], x: Tensor, input_box: InputBox | None,
-                 max_chunk_elements: int):
+                 max_chunk_elements: int, windowed: bool = True):
         self.ops, self.params = ops, params
         self.max_chunk_elements = max_chunk_elements
+        self.windowed = windowed
         if input_box is None:
             self.lo, self.hi = [x], [x]
         else:
@@ -164,18 +173,33 @@ class _Propagation:
             rows = torch.arange(lo_f.shape[1], device=lo.device)
         if rows.numel() == 0:
             return lo, hi
-        widest = max(math.prod(t.shape[1:]) for t in self.lo[: node + 1])
-        chunk = max(1, self.max_chunk_elements // (2 * B * widest))
+        stop = self._stop(node)
+        windows = None
+        if self.windowed and windowable(self.ops, [tuple(t.shape[1:]) for t in self.lo], node, stop):
+            windows = WindowedPass(self.ops, self.params, self.lo, self.hi, node, stop, self.point[stop])
+            chunk = max(1, self.max_chunk_elements // (B * windows.row_elements))
+        else:
+            widest = max(math.prod(t.shape[1:]) for t in self.lo[: node + 1])
+            chunk = max(1, self.max_chunk_elements // (2 * B * widest))
+            eye = torch.eye(lo_f.shape[1], dtype=lo.dtype, device=lo.device)
         new_lo, new_hi = lo_f.clone(), hi_f.clone()
-        eye = torch.eye(lo_f.shape[1], dtype=lo.dtype, device=lo.device)
         for start in range(0, rows.numel(), chunk):
             idx = rows[start:start + chunk]
-            A = eye[idx].reshape(1, len(idx), *shape).expand(B, -1, *shape)
-            res = self.backward(torch.cat([A, -A], dim=1), node, None)
-            k = len(idx)
-            new_lo[:, idx] = torch.maximum(lo_f[:, idx], res[:, :k])
-            new_hi[:, idx] = torch.minimum(hi_f[:, idx], -res[:, k:])
+            if windows is not None:
+                lower, upper = windows.bounds(idx)
+            else:
+                A = eye[idx].reshape(1, len(idx), *shape).expand(B, -1, *shape)
+                res = self.backward(torch.cat([A, -A], dim=1), node, None)
+                lower, upper = res[:, :len(idx)], -res[:, len(idx):]
+            new_lo[:, idx] = torch.maximum(lo_f[:, idx], lower)
+            new_hi[:, idx] = torch.minimum(hi_f[:, idx], upper)
         return new_lo.reshape(lo.shape), new_hi.reshape(hi.shape)
+
+    def _stop(self, node: int) -> int:
+        """The node where backward passes from ``node`` end: the nearest exact box at or before it."""
+        while not self.exact[node]:
+            node -= 1
+        return node
 
     def backward(self, A: Tensor, end: int, alphas: dict[int, Tensor] | None,
                  lo: list[Tensor] | None = None, hi: list[Tensor] | None = None,

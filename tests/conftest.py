@@ -1,0 +1,14 @@
+"""Shared pytest settings: tests run on one torch thread (see ``one_thread``)."""
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """The tests use small tensors: one torch thread is as fast as two, and much faster when the other
+    core is busy (OpenMP threads then wait for each other on every small op); ``pytest -n 2`` runs two
+    test processes on the two cores instead."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
