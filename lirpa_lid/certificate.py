@@ -19,6 +19,16 @@ Several candidates certified on the same held-out set: each certificate holds wi
 ``1 − δ``; to choose among them *by their bounds*, certify them together with :func:`certify_all`
 (δ split evenly, so all statements hold simultaneously).
 
+Local robustness (:class:`CertifiedAccuracy` with ``epsilon``): the same statement about *robust*
+accuracy — the probability that every input of the item's clipped ε-ball is classified correctly —
+since a certified item is robust for every θ' of the domain. The record keeps ε, the norm and the clip
+range, so :func:`recheck` rebuilds the balls.
+
+VNN-LIB properties (``guarantee: "deterministic"``): no sampling and no δ. ``k`` of the ``n``
+properties are certified for every θ' in the domain and every input of their boxes; ``bound`` is
+``k/n`` (1 when all hold). The record keeps each VNN-LIB file's path and SHA-256, so :func:`recheck`
+can re-read and re-bound them.
+
 Files. ``save(path)`` writes ``path`` (JSON) and a sibling ``<stem>.domain.pt`` (the orthotope),
 whose SHA-256 the JSON records; the JSON also records its own SHA-256 (of its canonical form), so an
 edited file is detected on load. This is integrity checking, not a signature: anyone can recompute
@@ -44,10 +54,10 @@ from torch import Tensor, nn
 from .bounds import BoundBackend, BoundMethod, bounded_network
 from .errors import CertificateError, InputError, SpecificationError
 from .orthotope import Orthotope, named_parameter_values
-from .specification import CertifiedAccuracy
+from .specification import CertifiedAccuracy, Specification, as_spec_list
 
 FORMAT = "lirpa_lid.certificate/1"
-DataLike = CertifiedAccuracy | tuple[Tensor, Tensor]
+DataLike = Specification | tuple[Tensor, Tensor]
 
 
 # ------------------------------------------------------------------------------- statistics
@@ -66,7 +76,12 @@ def clopper_pearson_lower(k: int, n: int, delta: float) -> float:
     return float(beta.ppf(float(delta), k, n - k + 1))
 
 
-def _bound(k: int, n: int, class_counts: Mapping[int, tuple[int, int]] | None, delta: float) -> float:
+def _bound(k: int, n: int, class_counts: Mapping[int, tuple[int, int]] | None, delta: float,
+           guarantee: str = "finite-sample") -> float:
+    if guarantee == "deterministic":
+        if n < 1 or not 0 <= k <= n:
+            raise InputError(f"a certificate needs 0 <= k <= n and n >= 1, got k={k}, n={n}")
+        return k / n
     if class_counts is None:
         return clopper_pearson_lower(k, n, delta)
     per_class = [clopper_pearson_lower(kc, nc, delta / len(class_counts)) for kc, nc in class_counts.values()]
@@ -80,6 +95,8 @@ def _sha() -> hashlib._Hash:
 
 def _feed(h, name: str, t: Tensor, dtype: torch.dtype) -> None:
     t = t.detach().to("cpu", dtype).contiguous()
+    if t.is_floating_point():
+        t = t + 0.0  # -0.0 and 0.0 are the same value (ONNX round trips turn one into the other)
     h.update(f"{name}|{tuple(t.shape)}|{str(dtype)}|".encode())
     h.update(t.numpy().astype(t.numpy().dtype.newbyteorder("<"), copy=False).tobytes())
 
@@ -145,6 +162,13 @@ def _as_data(data: DataLike) -> tuple[Tensor, Tensor]:
     raise InputError("data must be a CertifiedAccuracy specification or an (x, y) pair")
 
 
+def _data_digest(data: DataLike) -> str:
+    """The digest a certificate records for its data: ``spec.digest()``, or ``digest_data(x, y)``."""
+    if hasattr(data, "digest") and callable(data.digest):
+        return data.digest()
+    return digest_data(*_as_data(data))
+
+
 # ------------------------------------------------------------------------------- certificate
 @dataclass
 class Certificate:
@@ -152,7 +176,9 @@ class Certificate:
 
     ``k`` of ``n`` held-out items are certified; ``class_counts`` maps class → ``(k_c, n_c)``
     (balanced specifications only); ``bound`` is the finite-sample lower bound at confidence
-    ``1 − delta``.
+    ``1 − delta`` — or, for ``guarantee == "deterministic"`` (VNN-LIB properties), ``k/n`` exactly
+    (``delta`` is 0). ``model`` optionally records where the model came from (file, SHA-256, input
+    shape); it is informational — checks use the digests.
     """
 
     domain: Orthotope
@@ -175,6 +201,8 @@ class Certificate:
     label: str = ""
     domain_sha256: str | None = None
     path: Path | None = None
+    guarantee: str = "finite-sample"
+    model: dict | None = None
 
     @property
     def empirical(self) -> float:
@@ -192,8 +220,19 @@ class Certificate:
         """Whether the finite-sample bound reaches the specification's threshold."""
         return self.bound >= self.threshold
 
+    @property
+    def kind(self) -> str:
+        return str(self.spec.get("kind", "certified_accuracy"))
+
     def summary(self) -> str:
+        width = float(self.domain.mean_width()) if self.domain.numel() else 0.0
+        if self.guarantee == "deterministic":
+            return (f"{self.spec.get('name', 'spec')}: {self.method} certified {self.k}/{self.n} VNN-LIB "
+                    f"propert{'y' if self.n == 1 else 'ies'} for every weight vector in the domain (mean width "
+                    f"{width:.4g}) and every input in the boxes (deterministic, no sampling)")
         what = "balanced accuracy" if self.balanced else "accuracy"
+        if self.kind == "local_robustness":
+            what = f"robust {what} (L-inf eps={self.spec.get('epsilon')})"
         return (f"{self.spec.get('name', 'spec')}: {self.method} certified {self.k}/{self.n} held-out items; "
                 f"with prob. >= {1 - self.delta:.3g}, every weight vector in the domain (mean width "
                 f"{float(self.domain.mean_width()):.4g}) has {what} >= {self.bound:.4f}")
@@ -207,8 +246,8 @@ class Certificate:
                 "class_counts": None if self.class_counts is None else
                 {str(c): list(v) for c, v in sorted(self.class_counts.items())},
                 "versions": self.versions, "created": self.created, "held_out": self.held_out,
-                "label": self.label, "mean_width": float(self.domain.mean_width()),
-                "parameters": self.domain.names}
+                "label": self.label, "mean_width": float(self.domain.mean_width()) if self.domain.numel() else 0.0,
+                "parameters": self.domain.names, "guarantee": self.guarantee, "model": self.model}
 
     @staticmethod
     def _self_digest(record: Mapping) -> str:
@@ -240,6 +279,10 @@ class Certificate:
             with os.fdopen(fd, "w") as f:
                 json.dump(record, f, indent=2, sort_keys=True)
                 f.write("\n")
+            mask = os.umask(0)
+            os.umask(mask)
+            for t in temps:  # mkstemp creates 0600 files; certificates are meant to be shared
+                os.chmod(t, 0o666 & ~mask)
             os.replace(tmp_dom, dom_path)
             os.replace(tmp_json, path)
         finally:
@@ -285,6 +328,11 @@ class Certificate:
             domain = Orthotope.load(dom_path)
         except Exception as exc:  # torch.load / Orthotope raise many kinds for a corrupt file
             raise CertificateError(f"{path}: cannot read domain file {dom_path.name}: {exc}") from None
+        guarantee = record.get("guarantee", "finite-sample")
+        if guarantee not in ("finite-sample", "deterministic"):
+            raise CertificateError(f"{path}: unknown guarantee {guarantee!r}")
+        if record.get("model") is not None and not isinstance(record["model"], dict):
+            raise CertificateError(f"{path}: field 'model' has the wrong type")
         counts = record.get("class_counts")
         try:
             class_counts = None if counts is None else {int(c): (int(v[0]), int(v[1])) for c, v in counts.items()}
@@ -296,7 +344,8 @@ class Certificate:
                    bound=float(record["bound"]), delta=float(record["delta"]), balanced=record["balanced"],
                    statement=record["statement"], class_counts=class_counts, versions=record["versions"],
                    created=record["created"], held_out=record.get("held_out", "not checked"),
-                   label=record.get("label", ""), domain_sha256=record["domain_sha256"], path=path)
+                   label=record.get("label", ""), domain_sha256=record["domain_sha256"], path=path,
+                   guarantee=guarantee, model=record.get("model"))
 
 
 @dataclass
@@ -337,67 +386,87 @@ def _count(model, domain, spec, method, backend) -> tuple[int, int, dict | None,
         lower = compute_margins(backend, spec, domain, method, dtype=dtype)
     ok = spec.certified(lower)
     counts = None
-    if spec.balanced:
+    if getattr(spec, "balanced", False):
         counts = {int(c): (int(ok[spec.y == c].sum()), int((spec.y == c).sum()))
                   for c in torch.unique(spec.y).tolist()}
     return int(ok.sum()), len(spec), counts, str(dtype).replace("torch.", "")
 
 
-def _statement(spec: CertifiedAccuracy, k, n, counts, bound, delta, method) -> str:
+def _statement(spec: Specification, k, n, counts, bound, delta, method) -> str:
+    if spec.guarantee == "deterministic":
+        return (f"Deterministic (no sampling): {k} of the {n} VNN-LIB properties are certified by {method} "
+                f"bounds over the joint box of weights and inputs, i.e. each of them holds for every weight "
+                f"vector in the domain and every input in its input box (bounds in float64 round-to-nearest "
+                f"arithmetic, as in auto_LiRPA and alpha,beta-CROWN); fraction certified {bound:.6f}.")
+    what = "accuracy"
+    if spec.kind == "local_robustness":
+        what = (f"robust accuracy (every input of the item's L-inf ball of radius "
+                f"{spec.describe()['epsilon']}, clipped to the data range, classified correctly)")
     if counts is None:
         return (f"With probability >= {1 - delta:.6g} over the draw of the {n} held-out items (i.i.d. from "
                 f"the data distribution and independent of how the domain was computed), every weight vector "
-                f"in the domain has expected accuracy >= {bound:.6f} on that distribution "
+                f"in the domain has expected {what} >= {bound:.6f} on that distribution "
                 f"(one-sided Clopper-Pearson bound from {k}/{n} items certified by {method} bounds).")
     K = len(counts)
     return (f"With probability >= {1 - delta:.6g} over the draw of the {n} held-out items (i.i.d., independent "
             f"of how the domain was computed), every weight vector in the domain has expected balanced "
-            f"accuracy over the classes {sorted(counts)} >= {bound:.6f} (mean of per-class one-sided "
+            f"{what} over the classes {sorted(counts)} >= {bound:.6f} (mean of per-class one-sided "
             f"Clopper-Pearson bounds at delta/{K} each, union bound over the {K} classes; certified by "
             f"{method} bounds).")
 
 
-def certify(model: nn.Module, domain: Orthotope | object, spec_on_heldout: CertifiedAccuracy,
+def certify(model: nn.Module, domain: Orthotope | object, spec_on_heldout: Specification,
             method: BoundMethod | str = "CROWN", delta: float = 0.05,
             backend: BoundBackend | str | None = None, exclude: DataLike | Tensor | None = None,
-            label: str = "") -> Certificate:
-    """Hard-certify ``domain`` (an :class:`Orthotope` or a candidate) on held-out items.
+            label: str = "", model_record: dict | None = None) -> Certificate:
+    """Hard-certify ``domain`` (an :class:`Orthotope` or a candidate) for a specification.
 
-    ``spec_on_heldout`` must hold items that played no part in computing the domain; pass the
-    optimisation data as ``exclude`` to have that checked (shared input rows → SpecificationError).
-    Bounds are computed in float64 with the native backend. The model supplies the parameters the
-    domain does not cover (their digest is recorded).
+    Certified accuracy and local robustness (``guarantee == "finite-sample"``): ``spec_on_heldout``
+    must hold items that played no part in computing the domain; pass the optimisation data as
+    ``exclude`` to have that checked (shared input rows → SpecificationError). VNN-LIB properties
+    (``"deterministic"``): the properties themselves, no held-out set, ``delta`` is not used (recorded
+    as 0). Bounds are computed in float64 with the native backend. The model supplies the parameters
+    the domain does not cover (their digest is recorded). ``model_record`` is stored as
+    :attr:`Certificate.model`.
     """
     label = label or getattr(domain, "label", "")
     domain = getattr(domain, "domain", domain)
     if not isinstance(domain, Orthotope):
         raise InputError(f"certify needs an Orthotope or a candidate, got {type(domain).__name__}")
-    if not isinstance(spec_on_heldout, CertifiedAccuracy):
-        raise SpecificationError("certify needs a CertifiedAccuracy specification of the held-out items")
+    spec = as_spec_list(spec_on_heldout)
+    if len(spec) != 1:
+        raise SpecificationError("certify takes one specification (certify each one separately)")
+    spec = spec[0]
     method = BoundMethod.parse(method).value
-    if not (0.0 < float(delta) < 1.0):
-        raise InputError(f"delta must lie in (0, 1), got {delta}")
-    held_out = "not checked"
-    if exclude is not None:
-        ex = exclude if isinstance(exclude, Tensor) else _as_data(exclude)[0]
-        shared = _row_keys(spec_on_heldout.x) & _row_keys(ex)
-        if shared:
-            raise SpecificationError(f"{len(shared)} held-out item(s) also occur in the optimisation data; a "
-                                     "finite-sample certificate needs items the domain never saw")
-        held_out = f"checked: no input shared with the {int(ex.shape[0])} optimisation items"
-    k, n, counts, dtype = _count(model, domain, spec_on_heldout, method, backend)
-    bound = _bound(k, n, counts, float(delta))
-    return Certificate(domain=domain.detach(), spec=spec_on_heldout.describe(),
+    deterministic = spec.guarantee == "deterministic"
+    if deterministic:
+        if exclude is not None:
+            raise InputError(f"{spec.name}: 'exclude' checks held-out items; a VNN-LIB specification has none")
+        delta, held_out = 0.0, "not applicable (deterministic: no sampling)"
+    else:
+        if not (0.0 < float(delta) < 1.0):
+            raise InputError(f"delta must lie in (0, 1), got {delta}")
+        held_out = "not checked"
+        if exclude is not None:
+            ex = exclude if isinstance(exclude, Tensor) else _as_data(exclude)[0]
+            shared = _row_keys(spec.x) & _row_keys(ex)
+            if shared:
+                raise SpecificationError(f"{len(shared)} held-out item(s) also occur in the optimisation data; a "
+                                         "finite-sample certificate needs items the domain never saw")
+            held_out = f"checked: no input shared with the {int(ex.shape[0])} optimisation items"
+    k, n, counts, dtype = _count(model, domain, spec, method, backend)
+    bound = _bound(k, n, counts, float(delta), spec.guarantee)
+    return Certificate(domain=domain.detach(), spec=spec.describe(),
                        reference_digest=digest_weights(domain.reference),
-                       frozen_digest=digest_frozen(model, domain.names),
-                       data_digest=digest_data(spec_on_heldout.x, spec_on_heldout.y), method=method,
-                       dtype=dtype, n=n, k=k, bound=bound, delta=float(delta),
-                       balanced=spec_on_heldout.balanced,
-                       statement=_statement(spec_on_heldout, k, n, counts, bound, float(delta), method),
-                       class_counts=counts, held_out=held_out, label=label)
+                       frozen_digest=digest_frozen(model, domain.names), data_digest=spec.digest(),
+                       method=method, dtype=dtype, n=n, k=k, bound=bound, delta=float(delta),
+                       balanced=bool(getattr(spec, "balanced", False)),
+                       statement=_statement(spec, k, n, counts, bound, float(delta), method),
+                       class_counts=counts, held_out=held_out, label=label, guarantee=spec.guarantee,
+                       model=model_record)
 
 
-def certify_all(model: nn.Module, candidates: Sequence, spec_on_heldout: CertifiedAccuracy,
+def certify_all(model: nn.Module, candidates: Sequence, spec_on_heldout: Specification,
                 method: BoundMethod | str = "CROWN", delta: float = 0.05, **kwargs) -> list[Certificate]:
     """Certify several candidates with ``δ/m`` each, so that all ``m`` statements hold together with
     probability ≥ 1 − δ (then any candidate may be chosen, even by its bound)."""
@@ -421,7 +490,7 @@ def _integrity(cert: Certificate) -> list[str]:
     if digest_weights(cert.domain.reference) != cert.reference_digest:
         reasons.append("the domain's reference weights θ₀ do not match the certified reference-weight digest")
     try:
-        recomputed = _bound(cert.k, cert.n, cert.class_counts, cert.delta)
+        recomputed = _bound(cert.k, cert.n, cert.class_counts, cert.delta, cert.guarantee)
     except InputError as exc:
         reasons.append(f"inconsistent counts in the certificate: {exc}")
     else:
@@ -429,7 +498,8 @@ def _integrity(cert: Certificate) -> list[str]:
                                               sum(v[0] for v in cert.class_counts.values()) != cert.k):
             reasons.append("per-class counts do not add up to the recorded totals")
         if not math.isclose(recomputed, cert.bound, rel_tol=0, abs_tol=1e-12):
-            reasons.append(f"recorded bound {cert.bound:.6f} is not the Clopper-Pearson bound of the recorded "
+            what = "k/n" if cert.guarantee == "deterministic" else "the Clopper-Pearson bound"
+            reasons.append(f"recorded bound {cert.bound:.6f} is not {what} of the recorded "
                            f"counts ({recomputed:.6f})")
     return reasons
 
@@ -439,9 +509,10 @@ def verify_update(model: nn.Module, certificate: Certificate | str | os.PathLike
     """Check that ``model`` is covered by ``certificate``.
 
     Checks: the certificate file and its domain file are intact; the domain's θ₀ matches the
-    reference-weight digest; the recorded bound is the Clopper–Pearson bound of the recorded counts;
-    every boxed parameter of the model lies in the domain (float64, exact); the model's other
-    parameters and buffers are the certified ones; with ``data``, that it is the certified data.
+    reference-weight digest; the recorded bound is the Clopper–Pearson bound (or ``k/n``) of the
+    recorded counts; every boxed parameter of the model lies in the domain (float64, exact); the
+    model's other parameters and buffers are the certified ones; with ``data`` (an ``(x, y)`` pair or
+    a specification), that it is the certified data or property.
     """
     if not isinstance(certificate, Certificate):
         try:
@@ -455,20 +526,68 @@ def verify_update(model: nn.Module, certificate: Certificate | str | os.PathLike
     if digest_frozen(model, certificate.domain.names) != certificate.frozen_digest:
         reasons.append("parameters outside the domain (or buffers, or the architecture) differ from the "
                        "certified model")
-    if data is not None:
-        x, y = _as_data(data)
-        if digest_data(x, y) != certificate.data_digest:
-            reasons.append("the data given is not the data the certificate was computed on (digest mismatch)")
+    if data is not None and _data_digest(data) != certificate.data_digest:
+        reasons.append("the data given is not the data the certificate was computed on (digest mismatch)")
     return Verdict(not reasons, reasons)
 
 
-def recheck(certificate: Certificate | str | os.PathLike, model: nn.Module, data: DataLike,
-            backend: BoundBackend | str | None = None) -> Verdict:
-    """Recompute the certified count of ``certificate``'s domain on ``data`` with the recorded
-    method and compare counts and bound with the recorded ones (stored numbers are not trusted).
+def _recorded_vnnlib(certificate: Certificate, reasons: list[str]) -> Specification | None:
+    """The VNN-LIB specification of a certificate, re-read from the recorded files (SHA-256 checked)."""
+    from .vnnlib_spec import VnnlibSpecification, file_sha256
+    s = certificate.spec
+    paths = []
+    for i, rec in enumerate(s.get("properties") or []):
+        path = rec.get("path") if isinstance(rec, dict) else None
+        if not path or not Path(path).is_file():
+            reasons.append(f"VNN-LIB file of property {i} ({path}) is not available; pass the specification "
+                           "to recheck")
+            return None
+        if rec.get("sha256") and file_sha256(path) != rec["sha256"]:
+            reasons.append(f"VNN-LIB file {path} changed since the certificate was written (SHA-256 differs)")
+        paths.append(path)
+    if not paths:
+        reasons.append("the certificate records no VNN-LIB files; pass the specification to recheck")
+        return None
+    return VnnlibSpecification.from_files(paths, s["input_shape"], threshold=float(s.get("threshold", 1.0)),
+                                          name=str(s.get("name", "vnnlib")))
 
-    ``model`` supplies the parameters outside the domain (they must be the certified ones); its boxed
-    parameters are not used. ``details`` holds the recomputed ``k``, ``n`` and ``bound``.
+
+def _rebuild_spec(certificate: Certificate, data: DataLike | None, reasons: list[str]) -> Specification | None:
+    """The specification to recount. VNN-LIB: the one given, or re-read from the recorded files. Others:
+    rebuilt from the record (classes, balance, ε, clip range) around the items of ``data`` — a given
+    specification's own settings are not trusted."""
+    s = certificate.spec
+    if certificate.kind == "vnnlib":
+        if data is None:
+            return _recorded_vnnlib(certificate, reasons)
+        if getattr(data, "kind", None) != "vnnlib":
+            raise InputError("recheck of a VNN-LIB certificate takes a VnnlibSpecification or no data (the "
+                             "recorded files are re-read)")
+        return data
+    if getattr(data, "kind", None) == "vnnlib":
+        raise InputError(f"the certificate is about a {certificate.kind!r} specification, not VNN-LIB properties")
+    if data is None:
+        raise InputError(f"recheck of a {certificate.kind} certificate needs the held-out data (x, y)")
+    x, y = _as_data(data)
+    extra = {}
+    if certificate.kind == "local_robustness":
+        extra = {k: None if s.get(k) is None else torch.as_tensor(s[k], dtype=x.dtype)
+                 for k in ("epsilon", "data_min", "data_max")}
+    return CertifiedAccuracy(x, y, int(s["num_classes"]), float(s.get("threshold", 0.0)),
+                             balanced=certificate.balanced, name=str(s.get("name", "recheck")),
+                             classes=s.get("classes"), **extra)
+
+
+def recheck(certificate: Certificate | str | os.PathLike, model: nn.Module, data: DataLike | None = None,
+            backend: BoundBackend | str | None = None) -> Verdict:
+    """Recompute the certified count of ``certificate``'s domain with the recorded method and compare
+    counts and bound with the recorded ones (stored numbers are not trusted).
+
+    ``data``: for certified accuracy / local robustness the held-out ``(x, y)`` (ε and the clip range
+    come from the record) or the specification itself; for VNN-LIB certificates nothing (the recorded
+    files are re-read, their SHA-256 checked) or the :class:`VnnlibSpecification`. ``model`` supplies
+    the parameters outside the domain (they must be the certified ones); its boxed parameters are not
+    used. ``details`` holds the recomputed ``k``, ``n`` and ``bound``.
     """
     if not isinstance(certificate, Certificate):
         try:
@@ -476,20 +595,18 @@ def recheck(certificate: Certificate | str | os.PathLike, model: nn.Module, data
         except CertificateError as exc:
             return Verdict(False, [str(exc)])
     reasons = _integrity(certificate)
-    x, y = _as_data(data)
-    if digest_data(x, y) != certificate.data_digest:
+    try:
+        spec = _rebuild_spec(certificate, data, reasons)
+    except (KeyError, TypeError, ValueError) as exc:
+        return Verdict(False, reasons + [f"certificate has a malformed specification record: {exc}"])
+    if spec is None:
+        return Verdict(False, reasons)
+    if spec.digest() != certificate.data_digest:
         reasons.append("the data given is not the data the certificate was computed on (digest mismatch)")
     if digest_frozen(model, certificate.domain.names) != certificate.frozen_digest:
         reasons.append("parameters outside the domain differ from the certified model; the bounds would differ")
-    s = certificate.spec
-    try:
-        spec = CertifiedAccuracy(x, y, int(s["num_classes"]), float(s.get("threshold", 0.0)),
-                                 balanced=certificate.balanced, name=str(s.get("name", "recheck")),
-                                 classes=s.get("classes"))
-    except (KeyError, TypeError, ValueError) as exc:
-        return Verdict(False, reasons + [f"certificate has a malformed specification record: {exc}"])
     k, n, counts, _ = _count(model, certificate.domain, spec, certificate.method, backend)
-    bound = _bound(k, n, counts, certificate.delta)
+    bound = _bound(k, n, counts, certificate.delta, certificate.guarantee)
     if (k, n) != (certificate.k, certificate.n) or (counts or None) != (certificate.class_counts or None):
         reasons.append(f"recomputed {k}/{n} certified items, the certificate records "
                        f"{certificate.k}/{certificate.n}")

@@ -59,7 +59,7 @@ from torch import Tensor, nn
 from .bounds import BoundBackend, BoundMethod, bounded_network
 from .errors import DomainError, InputError, SpecificationError
 from .orthotope import Orthotope
-from .specification import CertifiedAccuracy, as_spec_list
+from .specification import BoundQuery, Specification, as_spec_list
 
 ParamDict = dict[str, Tensor]
 OBJECTIVES = ("mean_width", "log_volume")
@@ -74,7 +74,9 @@ class LIDConfig:
     the parameter) that weight each element's width in the objective (default 1). ``max_width``
     caps each offset (``l`` and ``u`` separately, as in the authors' code). ``eval_dtype`` is the
     arithmetic of the final evaluation of the candidates (float64 by default; optimisation itself
-    runs in the model's dtype).
+    runs in the model's dtype). ``time_limit`` (seconds, optional) makes the growth anytime: the loop
+    stops at the first iteration after the limit and keeps a snapshot of where it got to (the
+    evaluation of the snapshots, which makes every candidate sound, still runs after it).
     """
 
     iterations: int = 200
@@ -102,6 +104,7 @@ class LIDConfig:
     rollback_defect: float | None = 0.2
     dual_violation: str = "hard"
     eval_dtype: torch.dtype = torch.float64
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> InputError:
@@ -135,6 +138,10 @@ class LIDConfig:
         BoundMethod.parse(self.method)  # raises InputError naming the choices
         if self.eval_dtype not in (torch.float32, torch.float64):
             raise bad("eval_dtype", "must be torch.float32 or torch.float64")
+        if self.time_limit is not None and not (isinstance(self.time_limit, (int, float))
+                                                and not isinstance(self.time_limit, bool)
+                                                and math.isfinite(self.time_limit) and self.time_limit > 0):
+            raise bad("time_limit", "must be a positive number of seconds or None")
         if self.weights is not None:
             if not isinstance(self.weights, Mapping):
                 raise bad("weights", "must map parameter names to weights")
@@ -146,7 +153,7 @@ class LIDConfig:
     def describe(self) -> dict:
         return {"method": BoundMethod.parse(self.method).value, "iterations": self.iterations,
                 "primal_lr": self.primal_lr, "dual_lr": self.dual_lr, "objective": self.objective,
-                "batch_size": self.batch_size, "seed": self.seed}
+                "batch_size": self.batch_size, "seed": self.seed, "time_limit": self.time_limit}
 
 
 # ------------------------------------------------------------------------------- results
@@ -204,25 +211,34 @@ class LIDResult:
 
 
 # ------------------------------------------------------------------------------- margins
-def compute_margins(backend: BoundBackend, spec: CertifiedAccuracy, domain: Orthotope | None,
+def bound_margins(backend: BoundBackend, query: BoundQuery, domain: Orthotope | None,
+                  method: BoundMethod | str) -> Tensor:
+    """Lower bounds ``[Q, R]`` of ``C·f(x'; θ) − d`` over θ in ``domain`` and x' in the query's input
+    boxes (if any), in one backend call. Differentiable w.r.t. the domain's offsets."""
+    lower = backend.compute_bounds(query.x, domain, C=query.C, method=method, input_box=query.input_box(),
+                                   bound_upper=False).lower
+    return lower - query.d.to(lower.dtype)
+
+
+def compute_margins(backend: BoundBackend, spec: Specification, domain: Orthotope | None,
                     method: BoundMethod | str, batch_size: int = 500,
                     dtype: torch.dtype | None = None) -> Tensor:
-    """Lower bounds ``[n, R]`` of the specification's margins over ``domain``, in chunks.
+    """Lower bounds ``[Q, R]`` of the specification's margins over ``domain``, in chunks (for certified
+    accuracy ``Q = n`` items, ``R`` competing classes − 1).
 
-    ``dtype`` converts inputs and domain (the native backend converts the model's parameters to the
-    inputs' dtype); default: the inputs' dtype. The result is differentiable w.r.t. the offsets.
+    The specification says what to bound (:meth:`Specification.query`). ``dtype`` converts the query
+    (input boxes rounded outwards) and the domain (the native backend converts the model's parameters
+    to the inputs' dtype); default: the specification's own dtype. The result is differentiable w.r.t.
+    the offsets.
     """
-    x = spec.x if dtype is None else spec.x.to(dtype)
+    query = spec.query(dtype)
     dom = domain if domain is None or dtype is None else domain.to(dtype=dtype)
-    C = spec.spec_matrix().to(x.dtype)
-    out = []
-    for start in range(0, len(spec), batch_size):
-        sl = slice(start, start + batch_size)
-        out.append(backend.compute_bounds(x[sl], dom, C=C[sl], method=method, bound_upper=False).lower)
+    out = [bound_margins(backend, query.part(slice(start, start + batch_size)), dom, method)
+           for start in range(0, len(query), batch_size)]
     return torch.cat(out)
 
 
-def hard_values(backend: BoundBackend, specs: Sequence[CertifiedAccuracy], domain: Orthotope,
+def hard_values(backend: BoundBackend, specs: Sequence[Specification], domain: Orthotope,
                 method: BoundMethod | str, batch_size: int = 500,
                 dtype: torch.dtype | None = torch.float64) -> tuple[float, ...]:
     """Hard certified value of ``domain`` for each specification on its whole reference set."""
@@ -262,7 +278,7 @@ class LIDProblem(cooper.ConstrainedMinimizationProblem):
     shape; elements outside ``free`` are held at 0 by :meth:`project_`).
     """
 
-    def __init__(self, backend: BoundBackend, specs: list[CertifiedAccuracy], base: Orthotope,
+    def __init__(self, backend: BoundBackend, specs: list[Specification], base: Orthotope,
                  config: LIDConfig, caps: tuple[ParamDict, ParamDict], weights: ParamDict):
         super().__init__()
         self.backend, self.specs, self.base, self.config = backend, specs, base, config
@@ -329,8 +345,7 @@ class LIDProblem(cooper.ConstrainedMinimizationProblem):
         observed, soft_values, hard = {}, [], []
         for spec, batches, constraint in zip(self.specs, self.batches, self.constraints_by_spec):
             sub = spec.subset(batches.next())
-            lower = self.backend.compute_bounds(sub.x, domain, C=sub.spec_matrix(), method=self.method,
-                                                bound_upper=False).lower
+            lower = bound_margins(self.backend, sub.query(), domain, self.method)
             soft = sub.soft_value(lower)
             hv = sub.hard_value(lower.detach()).to(soft.dtype)
             strict = spec.threshold - hv if self.config.dual_violation == "hard" else None
@@ -421,7 +436,7 @@ def _scaled(domain: Orthotope, s: float) -> Orthotope:
 
 
 def _make_candidate(domain: Orthotope, iteration: int, values: tuple[float, ...],
-                    specs: list[CertifiedAccuracy], config: LIDConfig, scale: float, label: str) -> Candidate:
+                    specs: list[Specification], config: LIDConfig, scale: float, label: str) -> Candidate:
     logvol = float(domain.log_volume())
     return Candidate(domain=domain, iteration=iteration, hard_values=values,
                      thresholds=tuple(s.threshold for s in specs), spec_names=tuple(s.name for s in specs),
@@ -529,7 +544,7 @@ def _record(history: dict, problem: LIDProblem, state: cooper.CMPState, lr_multi
 
 
 # ------------------------------------------------------------------------------- entry points
-def compute_lid(model: nn.Module, specs: CertifiedAccuracy | Sequence[CertifiedAccuracy],
+def compute_lid(model: nn.Module, specs: Specification | Sequence[Specification],
                 config: LIDConfig = LIDConfig(), backend: BoundBackend | str | None = None,
                 outer: Orthotope | None = None, free: Mapping[str, Tensor] | None = None,
                 params: Sequence[str] | None = None, label: str = "") -> LIDResult:
@@ -537,7 +552,9 @@ def compute_lid(model: nn.Module, specs: CertifiedAccuracy | Sequence[CertifiedA
 
     Args:
         model: the network; its current weights are θ₀ (not modified).
-        specs: one specification or a list (one constraint each, with its own threshold).
+        specs: one specification or a list (one constraint each, with its own threshold): certified
+            accuracy, local robustness (:class:`CertifiedAccuracy` with ``epsilon``) or VNN-LIB
+            properties (:class:`~lirpa_lid.vnnlib_spec.VnnlibSpecification`), in any mix.
         config: hyperparameters.
         backend: a bound backend prepared for ``model``, or a backend name (default ``"native"``).
         outer: an earlier domain that must contain the new one (continual learning); θ₀ must be in it.
@@ -583,7 +600,12 @@ def compute_lid(model: nn.Module, specs: CertifiedAccuracy | Sequence[CertifiedA
     good: tuple[ParamDict, ParamDict] | None = None  # last offsets whose minibatch met every threshold
     rollbacks = 0
     bar = _progress(config)
+    deadline = None if config.time_limit is None else started + config.time_limit
     for it in range(config.iterations):
+        if deadline is not None and time.perf_counter() > deadline and it > 0:
+            snapshots.append((it, problem.snapshot()))  # anytime: stop growing, keep what we have
+            history["stopped_at"] = [it]
+            break
         before = problem.offsets()
         state = solver.roll().cmp_state  # dual step, then primal step (Cooper)
         problem.project_()
@@ -613,7 +635,7 @@ def compute_lid(model: nn.Module, specs: CertifiedAccuracy | Sequence[CertifiedA
                      config=config, seconds=time.perf_counter() - started)
 
 
-def compute_lid_pool(model: nn.Module, specs: CertifiedAccuracy | Sequence[CertifiedAccuracy],
+def compute_lid_pool(model: nn.Module, specs: Specification | Sequence[Specification],
                      configs: Sequence[LIDConfig], thresholds: Sequence[float | Sequence[float]] | None = None,
                      **kwargs) -> LIDResult:
     """Run :func:`compute_lid` once per configuration (optionally with other thresholds) and pool

@@ -12,16 +12,35 @@ domain, computed by a bound backend — into values:
 
 Several specifications (one per earlier task) are handled by passing a list to the optimiser; each
 has its own threshold.
+
+Kinds (every one usable as a LID constraint, every one bounded over a weight box):
+
+* :class:`CertifiedAccuracy` without ``epsilon`` — certified (balanced) accuracy on labelled items;
+* :class:`CertifiedAccuracy` with ``epsilon`` — local robustness: an L∞ ball of radius ε around each
+  item (clipped to ``[data_min, data_max]``, α,β-CROWN's ``lp`` specification) must keep the label,
+  under every weight of the domain (joint input + weight perturbation);
+* :class:`~lirpa_lid.vnnlib_spec.VnnlibSpecification` — VNN-LIB properties (output polytopes over
+  input boxes), each one item that must hold for every input of its box and every weight.
+
+What they share is the :class:`Specification` protocol: a spec says *what to bound* (a
+:class:`BoundQuery`: inputs, optional input boxes, spec matrix ``C`` and offsets ``d``) and turns the
+lower bounds of ``C·f − d`` into hard and soft values. ``compute_margins`` (in ``lirpa_lid.lid``) asks
+the spec for its query and a bound backend for the bounds; nothing else needs to know the kind.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
 
+from .bounds import InputBox
 from .errors import SpecificationError
+
+GUARANTEES = ("finite-sample", "deterministic")
 
 
 def threshold_from_accuracy(accuracy: float, increment: float | None = None,
@@ -65,6 +84,133 @@ def _as_labels(y: Tensor | Sequence[int], num_classes: int, name: str) -> Tensor
     return y
 
 
+def round_outward(t: Tensor, dtype: torch.dtype, direction: int) -> Tensor:
+    """``t`` in ``dtype``, rounded towards −inf (``direction`` −1) or +inf (+1) where inexact, so that a
+    box converted to a narrower dtype still contains the original one (and an offset ``d`` converted
+    upwards never enlarges a margin)."""
+    out = t.to(dtype)
+    if torch.finfo(dtype).bits < torch.finfo(t.dtype).bits:
+        back = out.to(t.dtype)
+        bad = back > t if direction < 0 else back < t
+        out = torch.where(bad, torch.nextafter(out, torch.full_like(out, direction * math.inf)), out)
+    return out
+
+
+@dataclass(frozen=True)
+class BoundQuery:
+    """What a specification asks a bound backend to bound: ``Q`` query rows.
+
+    Shapes: ``x`` ``[Q, *input_shape]`` (the points, or the centres of the input boxes);
+    ``lower``/``upper`` ``[Q, *input_shape]`` input boxes, or ``None`` for point inputs; ``C``
+    ``[Q, R, K]``; ``d`` ``[Q, R]``. The *margins* of the query are lower bounds of ``C·f(x'; θ) − d``
+    over every θ in the weight domain and every x' in the box: ``[Q, R]``, ``> 0`` = row satisfied.
+    """
+
+    x: Tensor
+    C: Tensor
+    d: Tensor
+    lower: Tensor | None = None
+    upper: Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def part(self, sl: slice) -> BoundQuery:
+        """Rows ``sl`` of the query."""
+        box = (None, None) if self.lower is None else (self.lower[sl], self.upper[sl])
+        return BoundQuery(self.x[sl], self.C[sl], self.d[sl], *box)
+
+    def to(self, dtype: torch.dtype) -> BoundQuery:
+        """In ``dtype``: boxes rounded outwards, ``d`` upwards, points to nearest (kept inside the box)."""
+        if self.x.dtype == dtype and self.C.dtype == dtype and self.d.dtype == dtype:
+            return self
+        d = round_outward(self.d, dtype, +1)
+        if self.lower is None:
+            return BoundQuery(self.x.to(dtype), self.C.to(dtype), d)
+        lo, up = round_outward(self.lower, dtype, -1), round_outward(self.upper, dtype, +1)
+        return BoundQuery(torch.minimum(torch.maximum(self.x.to(dtype), lo), up), self.C.to(dtype), d, lo, up)
+
+    def input_box(self) -> InputBox | None:
+        return None if self.lower is None else InputBox(self.lower, self.upper)
+
+
+@runtime_checkable
+class Specification(Protocol):
+    """What the LID optimiser, :func:`~lirpa_lid.certificate.certify` and ``recheck`` need of a spec.
+
+    ``len(spec)`` is the number of *items* (reference points, properties); ``subset`` selects items
+    (minibatches). ``query`` says what to bound; ``certified``/``hard_value``/``soft_value`` read the
+    margins ``[Q, R]`` of that query (``> 0`` = satisfied). ``guarantee`` is ``"finite-sample"`` (items
+    are a sample of a distribution: a certificate bounds the expected value) or ``"deterministic"``
+    (the items are the whole statement: no sampling).
+    """
+
+    kind: str
+    guarantee: str
+    name: str
+    threshold: float
+
+    def __len__(self) -> int: ...
+
+    def query(self, dtype: torch.dtype | None = None) -> BoundQuery: ...
+
+    def subset(self, index: Tensor) -> Specification: ...
+
+    def with_threshold(self, threshold: float) -> Specification: ...
+
+    def certified(self, margins: Tensor) -> Tensor: ...
+
+    def hard_value(self, margins: Tensor) -> Tensor: ...
+
+    def soft_value(self, margins: Tensor) -> Tensor: ...
+
+    def defect(self, value: Tensor | float) -> Tensor | float: ...
+
+    def violated(self, value: Tensor | float) -> bool: ...
+
+    def describe(self) -> dict: ...
+
+    def digest(self) -> str: ...
+
+
+def _as_bound(value: float | Tensor | None, x: Tensor, what: str, name: str) -> Tensor | None:
+    """A scalar or a tensor broadcastable to one item ``[1, *input_shape]`` (α,β-CROWN's shapes)."""
+    if value is None:
+        return None
+    # float64: the balls are built exactly and rounded outwards to the items' dtype (see _set_boxes)
+    if isinstance(value, Tensor):
+        t = value.detach().to(x.device)
+        t = t.to(torch.float64) if t.is_floating_point() or t.dtype in (torch.int64, torch.int32) else t
+    else:
+        try:
+            t = torch.as_tensor(value, dtype=torch.float64, device=x.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise SpecificationError(f"{name}: {what} must be a number or a tensor, got {value!r}") from None
+    if not t.is_floating_point():
+        raise SpecificationError(f"{name}: {what} must be a number or a floating-point tensor")
+    if not torch.isfinite(t).all():
+        raise SpecificationError(f"{name}: {what} contains NaN or inf")
+    try:
+        torch.broadcast_shapes(t.shape, x.shape)
+    except RuntimeError:
+        raise SpecificationError(f"{name}: {what} has shape {tuple(t.shape)}, not broadcastable to the "
+                                 f"inputs' shape {tuple(x.shape)}") from None
+    if torch.broadcast_shapes(t.shape, x.shape) != x.shape or (t.dim() == x.dim() and t.shape[0] != 1):
+        raise SpecificationError(f"{name}: {what} has shape {tuple(t.shape)}; it must be a number or "
+                                 f"broadcastable to one item [1, {', '.join(map(str, x.shape[1:]))}] (per-item "
+                                 "boxes, α,β-CROWN's 'box' specification, are not supported)")
+    return t
+
+
+def _record_value(t: Tensor | None) -> float | list | None:
+    """JSON form of a scalar-or-tensor setting (a float when all elements are equal)."""
+    if t is None:
+        return None
+    if t.numel() == 1 or bool((t == t.flatten()[0]).all()):
+        return float(t.flatten()[0])
+    return t.detach().cpu().double().tolist()
+
+
 class CertifiedAccuracy:
     """Certified (balanced) accuracy on a labelled reference set must stay ``≥ threshold``.
 
@@ -80,16 +226,28 @@ class CertifiedAccuracy:
             learning compares only the current task's classes (the paper's masked head); every label
             must be one of them.
 
+        epsilon: local robustness: the radius of an L∞ ball around each item (a number, or a tensor
+            broadcastable to one item ``[1, *input_shape]``, e.g. per channel after normalisation, as
+            α,β-CROWN's data loaders return it). ``None``: the items themselves (certified accuracy).
+        data_min, data_max: the ball is clipped to ``[data_min, data_max]`` (valid input range, same
+            shapes as ``epsilon``); every item must lie in that range.
+
     Margins: for item ``i`` with label ``y_i`` the rows of ``C`` are ``e_{y_i} − e_j`` for the
     ``R = |classes| − 1`` classes ``j ≠ y_i`` (in increasing ``j``), so ``m_ij = f_{y_i} − f_j``; the
-    item is certified when every margin lower bound is ``> 0`` (strict: ties are not certified).
+    item is certified when every margin lower bound is ``> 0`` (strict: ties are not certified). With
+    ``epsilon`` the lower bounds hold over the item's whole ball as well as the weight domain.
+
+    Finite-sample statement (see ``lirpa_lid.certificate``): certified on held-out items drawn i.i.d.,
+    ``k`` of ``n`` give, with probability ``≥ 1 − δ``, expected (robust) accuracy ``≥`` the
+    Clopper–Pearson bound for *every* weight vector of the domain at once.
     """
 
-    kind = "certified_accuracy"
+    guarantee = "finite-sample"
 
     def __init__(self, x: Tensor, y: Tensor | Sequence[int], num_classes: int, threshold: float,
                  balanced: bool = False, temperature: float = 10.0, name: str = "certified accuracy",
-                 classes: Sequence[int] | None = None):
+                 classes: Sequence[int] | None = None, epsilon: float | Tensor | None = None,
+                 data_min: float | Tensor | None = None, data_max: float | Tensor | None = None):
         if not isinstance(name, str) or not name:
             raise SpecificationError("a specification needs a non-empty name")
         if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2:
@@ -124,6 +282,43 @@ class CertifiedAccuracy:
         self.num_classes, self.threshold = num_classes, threshold
         self.balanced, self.temperature, self.name = bool(balanced), temperature, name
         self.classes = classes_t.to(x.device)
+        self.epsilon = _as_bound(epsilon, self.x, "epsilon", name)
+        self.data_min = _as_bound(data_min, self.x, "data_min", name)
+        self.data_max = _as_bound(data_max, self.x, "data_max", name)
+        self.lower = self.upper = None
+        if self.epsilon is None:
+            if self.data_min is not None or self.data_max is not None:
+                raise SpecificationError(f"{name}: data_min/data_max clip an epsilon ball; without epsilon "
+                                         "they mean nothing")
+        else:
+            self._set_boxes()
+
+    def _set_boxes(self) -> None:
+        eps, lo_clip, hi_clip, x = self.epsilon, self.data_min, self.data_max, self.x
+        if (eps < 0).any():
+            raise SpecificationError(f"{self.name}: epsilon must be >= 0, got {_record_value(eps)}")
+        x = x.double()
+        for bound, bad, what in ((lo_clip, lambda b: x < b, "below data_min"), (hi_clip, lambda b: x > b,
+                                                                                 "above data_max")):
+            if bound is not None and bad(bound).any():
+                item = int(bad(bound).flatten(1).any(1).nonzero()[0])
+                raise SpecificationError(f"{self.name}: item {item} lies {what}; the clip range must contain "
+                                         "every item (check data mean/std and data_min/data_max)")
+        # x ∓ ε in float64, one more float64 ulp outwards (covers its rounding), clipped, then rounded
+        # outwards to the items' dtype: the box that is bounded always contains the exact ball
+        lower = torch.nextafter(x - eps, torch.full_like(x, -math.inf))
+        upper = torch.nextafter(x + eps, torch.full_like(x, math.inf))
+        if lo_clip is not None:
+            lower = torch.maximum(lower, lo_clip)
+        if hi_clip is not None:
+            upper = torch.minimum(upper, hi_clip)
+        dtype = self.x.dtype
+        self.lower, self.upper = round_outward(lower, dtype, -1), round_outward(upper, dtype, +1)
+
+    @property
+    def kind(self) -> str:
+        """``"certified_accuracy"``, or ``"local_robustness"`` with an epsilon ball."""
+        return "certified_accuracy" if self.epsilon is None else "local_robustness"
 
     # ------------------------------------------------------------------ structure
     def __len__(self) -> int:
@@ -134,11 +329,27 @@ class CertifiedAccuracy:
         out = object.__new__(CertifiedAccuracy)
         out.__dict__.update(self.__dict__)
         out.x, out.y = self.x[index], self.y[index]
+        if self.lower is not None:
+            out.lower, out.upper = self.lower[index], self.upper[index]
         return out
 
     def with_threshold(self, threshold: float) -> CertifiedAccuracy:
         return CertifiedAccuracy(self.x, self.y, self.num_classes, threshold, self.balanced,
-                                 self.temperature, self.name, self.classes.tolist())
+                                 self.temperature, self.name, self.classes.tolist(), self.epsilon,
+                                 self.data_min, self.data_max)
+
+    def query(self, dtype: torch.dtype | None = None) -> BoundQuery:
+        """One query row per item: the item (or its clipped ε-ball), ``C = spec_matrix()``, ``d = 0``."""
+        C = self.spec_matrix()
+        q = BoundQuery(self.x, C, torch.zeros(C.shape[:2], dtype=C.dtype, device=C.device), self.lower,
+                       self.upper)
+        return q if dtype is None else q.to(dtype)
+
+    def digest(self) -> str:
+        """SHA-256 of the items and labels (``digest_data(x, y)``; ε and the clip range are in
+        :meth:`describe`)."""
+        from .certificate import digest_data
+        return digest_data(self.x, self.y)
 
     @property
     def rows(self) -> int:
@@ -221,27 +432,33 @@ class CertifiedAccuracy:
     # ------------------------------------------------------------------ records
     def describe(self) -> dict:
         """JSON-able description (for certificates and logs)."""
-        return {"kind": self.kind, "name": self.name, "n": len(self), "num_classes": self.num_classes,
-                "classes": self.classes.tolist(), "balanced": self.balanced, "threshold": self.threshold,
-                "temperature": self.temperature, "input_shape": list(self.x.shape[1:])}
+        out = {"kind": self.kind, "name": self.name, "n": len(self), "num_classes": self.num_classes,
+               "classes": self.classes.tolist(), "balanced": self.balanced, "threshold": self.threshold,
+               "temperature": self.temperature, "input_shape": list(self.x.shape[1:])}
+        if self.epsilon is not None:
+            out.update({"epsilon": _record_value(self.epsilon), "norm": "inf",
+                        "data_min": _record_value(self.data_min), "data_max": _record_value(self.data_max)})
+        return out
 
     def __repr__(self) -> str:
         what = "balanced accuracy" if self.balanced else "accuracy"
+        if self.epsilon is not None:
+            what = f"robust {what} (L-inf eps={_record_value(self.epsilon)})"
         return (f"CertifiedAccuracy({self.name!r}: certified {what} >= {self.threshold:.4g} on "
                 f"{len(self)} items, {self.num_classes} classes)")
 
 
-Specification = CertifiedAccuracy
-"""The specification type the optimiser accepts (one kind for now; a Protocol when there are more)."""
+def _is_spec(obj: object) -> bool:
+    return isinstance(obj, Specification) and not isinstance(obj, type)
 
 
-def as_spec_list(specs: CertifiedAccuracy | Sequence[CertifiedAccuracy]) -> list[CertifiedAccuracy]:
+def as_spec_list(specs: Specification | Sequence[Specification]) -> list[Specification]:
     """A single specification or a sequence of them as a list, with unique names."""
-    items = [specs] if isinstance(specs, CertifiedAccuracy) else list(specs)
+    items = [specs] if _is_spec(specs) else list(specs)
     if not items:
         raise SpecificationError("at least one specification is needed")
     for s in items:
-        if not isinstance(s, CertifiedAccuracy):
+        if not _is_spec(s):
             raise SpecificationError(f"not a specification: {type(s).__name__}")
     names = [s.name for s in items]
     dupes = sorted({n for n in names if names.count(n) > 1})

@@ -3,17 +3,18 @@ rejection of every kind of tampering by verify_update / recheck."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
-from lirpa_lid import InputError, Orthotope
+from lirpa_lid import CertifiedAccuracy, InputError, Orthotope, VnnlibSpecification, load_onnx
+from lirpa_lid.data import data_dir
 from lirpa_lid.certificate import (Certificate, certify, certify_all, clopper_pearson_lower, digest_weights,
                                    recheck, verify_update)
 from lirpa_lid.errors import CertificateError, SpecificationError
 
 from lid_helpers import cached_lid, certified_items, task0_spec, tasks
-from lid_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -233,3 +234,58 @@ def test_changed_parameters_outside_the_domain_are_rejected(setup, tmp_path):
     finally:
         with torch.no_grad():
             model[0].bias[0] -= 0.1
+
+
+# ------------------------------------------------------------------------------ local robustness and VNN-LIB
+def test_local_robustness_certificate_records_epsilon_and_recheck_rebuilds_the_balls(setup, tmp_path):
+    model, cand, _ = setup
+    val = tasks()[0].val
+    robust = CertifiedAccuracy(val.x, val.y, 6, 0.5, epsilon=0.2, name="robust held-out")
+    plain = CertifiedAccuracy(val.x, val.y, 6, 0.5, name="plain held-out")
+    cert = certify(model, cand, robust, "CROWN", delta=0.05, exclude=tasks()[0].train)
+    assert cert.kind == "local_robustness" and cert.spec["epsilon"] == 0.2 and "robust accuracy" in cert.statement
+    assert cert.k <= certify(model, cand, plain, "CROWN").k                 # balls are harder than points
+    assert cert.k == int(certified_items(model, cand.domain, robust, "CROWN").sum())
+    path = cert.save(tmp_path / "robust.json")
+    assert recheck(path, model, (val.x, val.y)).ok                          # ε comes from the record
+    assert recheck(path, model, plain).ok                                  # a spec's own ε is not trusted
+    assert verify_update(model, path, (val.x, val.y)).ok
+
+
+def test_vnnlib_certificate_is_deterministic_and_rechecks_the_recorded_file(tmp_path):
+    bench = data_dir(must_exist=False) / "vnncomp2022" / "acasxu"
+    if not (bench / "onnx").is_dir():
+        pytest.skip("ACAS Xu data not found")
+    net = load_onnx(bench / "onnx" / "ACASXU_run2a_2_4_batch_2000.onnx")
+    prop_file = tmp_path / "prop_3.vnnlib"
+    shutil.copy(bench / "vnnlib" / "prop_3.vnnlib", prop_file)
+    spec = VnnlibSpecification.from_files(prop_file, net.input_shape)
+    domain = Orthotope.around(net.module, lower=1e-6)
+    with pytest.raises(InputError, match="held-out items; a VNN-LIB specification has none"):
+        certify(net.module, domain, spec, exclude=(torch.zeros(1, 5), torch.zeros(1)))
+    cert = certify(net.module, domain, spec, "CROWN", delta=0.3)
+    assert (cert.k, cert.n, cert.bound, cert.delta) == (1, 1, 1.0, 0.0) and cert.guarantee == "deterministic"
+    assert "Deterministic (no sampling)" in cert.statement and "VNN-LIB" in cert.summary()
+    path = cert.save(tmp_path / "c.json")
+    loaded = Certificate.load(path)
+    assert loaded.guarantee == "deterministic" and json.loads(path.read_text())["guarantee"] == "deterministic"
+    assert recheck(path, net.module).ok and recheck(path, net.module, spec).ok
+    assert verify_update(net.module, path, spec).ok
+    with pytest.raises(InputError, match="takes a VnnlibSpecification"):
+        recheck(path, net.module, (torch.zeros(1, 5), torch.zeros(1)))
+    prop_file.write_text(prop_file.read_text() + "\n; edited\n")
+    assert "changed since the certificate was written" in _reasons(recheck(path, net.module))
+    prop_file.unlink()
+    assert "not available" in _reasons(recheck(path, net.module))
+    record = json.loads(path.read_text())
+    record["bound"] = 0.5
+    record["certificate_sha256"] = Certificate._self_digest(record)
+    path.write_text(json.dumps(record))
+    assert "is not k/n of the recorded counts" in _reasons(verify_update(net.module, path))
+
+
+def test_negative_zero_digests_like_zero():
+    """ONNX round trips turn -0.0 into 0.0; the certified values are the same."""
+    a = {"w": torch.tensor([0.0, 1.0])}
+    b = {"w": torch.tensor([-0.0, 1.0])}
+    assert digest_weights(a) == digest_weights(b)

@@ -15,7 +15,6 @@ from lirpa_lid.lid import LIDConfig, compute_lid, compute_lid_pool, compute_marg
 from lirpa_lid.specification import CertifiedAccuracy
 from lid_helpers import (QUICK, attacked_min_margin, cached_lid, certified_items, sampled_min_margin,
                          task0_spec, tasks, trained_mlp)
-from lid_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 N_SAMPLES = 10_000
 
@@ -254,3 +253,47 @@ def test_backend_is_only_used_through_its_interface():
     except BackendError as exc:
         pytest.skip(str(exc))
     assert [c.mean_width for c in lirpa.candidates] == pytest.approx([c.mean_width for c in native.candidates], rel=1e-4)
+
+
+# ------------------------------------------------------------------------------ other specification kinds
+def test_local_robustness_lid_is_sound_over_weights_and_balls():
+    """A LID grown with ε-balls as the constraint: every certified item keeps its label for sampled
+    weights of the domain *and* sampled inputs of its ball (half of both at corners); a second,
+    plain-accuracy constraint is met too (two kinds mixed)."""
+    from torch.func import functional_call, vmap
+    model = trained_mlp()
+    data = tasks()[0].train
+    robust = CertifiedAccuracy(data.x, data.y, 6, 0.8, epsilon=0.3, name="robust")
+    plain = CertifiedAccuracy(data.x, data.y, 6, 0.9, name="plain")
+    result = compute_lid(model, [robust, plain], LIDConfig(method="CROWN", **QUICK))
+    cand = result.largest()
+    assert cand.mean_width > 0 and all(v >= t for v, t in zip(cand.hard_values, cand.thresholds))
+    with torch.no_grad():
+        ok = robust.certified(compute_margins(bounded_network(model), robust, cand.domain, "CROWN",
+                                             dtype=torch.float64))
+    assert ok.double().mean() >= 0.8
+    import copy
+    model64 = copy.deepcopy(model).double()
+    dom = cand.domain.to(dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    lo, up, y = robust.lower[ok].double(), robust.upper[ok].double(), robust.y[ok]
+    for _ in range(4):
+        n = 500
+        weights = dom.sample(n, generator=g)
+        u = torch.rand(n, *lo.shape, generator=g, dtype=torch.float64)
+        u[: n // 2] = (u[: n // 2] > 0.5).double()
+        out = vmap(lambda p, xx: functional_call(model64, p, (xx,)))(weights, lo + u * (up - lo))
+        assert (out.argmax(2) == y).all()
+
+
+def test_time_limit_makes_the_growth_anytime():
+    model = trained_mlp()
+    import time
+    t = time.perf_counter()
+    result = compute_lid(model, task0_spec(0.9), LIDConfig(method="IBP", **{**QUICK, "iterations": 100_000},
+                                                           time_limit=0.5))
+    assert time.perf_counter() - t < 30
+    assert len(result.history["size"]) < 100_000 and result.history["stopped_at"]
+    assert result.candidates and all(c.satisfied for c in result.candidates)
+    with pytest.raises(InputError, match="time_limit"):
+        LIDConfig(time_limit=0)

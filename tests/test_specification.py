@@ -9,7 +9,6 @@ from torch import nn
 from lirpa_lid import Orthotope, bounded_network
 from lirpa_lid.errors import SpecificationError
 from lirpa_lid.specification import CertifiedAccuracy, as_spec_list, threshold_from_accuracy
-from lid_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
 def _spec(n=6, K=4, threshold=0.5, **kw):
@@ -153,3 +152,67 @@ def test_competing_classes_restrict_the_margins():
         CertifiedAccuracy(x, torch.tensor([2, 3, 4, 2]), 6, 0.5, classes=[2, 3])
     with pytest.raises(SpecificationError, match="at least two distinct"):
         CertifiedAccuracy(x, torch.tensor([2, 2, 2, 2]), 6, 0.5, classes=[2])
+
+
+# ------------------------------------------------------------------------------ local robustness
+def test_epsilon_balls_contain_the_exact_clipped_ball_in_float32():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(50, 4, generator=g)
+    spec = CertifiedAccuracy(x, torch.arange(50) % 3, 3, 0.5, epsilon=0.01, data_min=0.0, data_max=1.0)
+    exact_lo, exact_up = (x.double() - 0.01).clamp(min=0), (x.double() + 0.01).clamp(max=1)
+    assert spec.lower.dtype == torch.float32
+    assert (spec.lower.double() <= exact_lo).all() and (spec.upper.double() >= exact_up).all()
+    assert (spec.lower.double() - exact_lo).abs().max() < 1e-6 and (spec.upper >= spec.lower).all()
+    assert spec.kind == "local_robustness" and spec.describe()["epsilon"] == 0.01
+    q = spec.query()
+    assert torch.equal(q.lower, spec.lower) and torch.equal(q.x, x) and not q.d.any()
+    sub = spec.subset(torch.tensor([3, 7]))
+    assert torch.equal(sub.lower, spec.lower[[3, 7]]) and sub.with_threshold(0.9).epsilon is not None
+
+
+def test_per_channel_epsilon_like_abcrown_loaders():
+    x = torch.rand(5, 3, 2, 2)
+    eps = torch.tensor([0.1, 0.2, 0.3]).reshape(1, 3, 1, 1)
+    spec = CertifiedAccuracy(x, torch.zeros(5, dtype=torch.long), 2, 0.5, epsilon=eps)
+    width = (spec.upper - spec.lower).double()
+    torch.testing.assert_close(width[:, 1], torch.full((5, 2, 2), 0.4, dtype=torch.float64), atol=1e-6, rtol=0)
+    recorded = torch.tensor(spec.describe()["epsilon"])
+    assert recorded.shape == (1, 3, 1, 1) and recorded.flatten().tolist() == pytest.approx([0.1, 0.2, 0.3])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(epsilon=-0.1), "epsilon must be >= 0"),
+    (dict(epsilon=0.1, data_min=0.5), "item 0 lies below data_min"),
+    (dict(epsilon=0.1, data_max=-1.0), "above data_max"),
+    (dict(epsilon=torch.full((2, 2), 0.1)), "per-item boxes"),
+    (dict(epsilon=torch.full((3,), 0.1)), "not broadcastable"),
+    (dict(data_min=0.0), "without epsilon"),
+    (dict(epsilon=float("nan")), "NaN"),
+])
+def test_bad_local_robustness_settings(kwargs, message):
+    with pytest.raises(SpecificationError, match=message):
+        CertifiedAccuracy(torch.zeros(2, 2), torch.tensor([0, 1]), 2, 0.5, **kwargs)
+
+
+def test_robust_margins_are_sound_over_balls_and_weights():
+    """Certified items stay correct for sampled weights of the box *and* sampled inputs of the ball."""
+    from torch.func import functional_call, vmap
+    from lirpa_lid.lid import compute_margins
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 3)).double()
+    x = torch.randn(40, 3, dtype=torch.float64)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    spec = CertifiedAccuracy(x, y, 3, 0.5, epsilon=0.05)
+    dom = Orthotope.around(model, lower=0.005)
+    with torch.no_grad():
+        ok = spec.certified(compute_margins(bounded_network(model), spec, dom, "CROWN"))
+    assert 0 < int(ok.sum()) < 40   # a meaningful mix
+    g = torch.Generator().manual_seed(0)
+    n = 2000
+    weights = dom.sample(n, generator=g)
+    u = torch.rand(n, *x.shape, generator=g, dtype=torch.float64)
+    u[: n // 2] = (u[: n // 2] > 0.5).double()
+    xs = spec.lower + u * (spec.upper - spec.lower)
+    out = vmap(lambda p, xx: functional_call(model, p, (xx,)))(weights, xs)      # [n, 40, 3]
+    assert (out.argmax(2)[:, ok] == y[ok]).all()
