@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 
-import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -126,13 +125,3 @@ def _with_frozen(model: nn.Module, weights: dict[str, Tensor], k: int) -> dict[s
         if name not in out:
             out[name] = p.detach().unsqueeze(0).expand(k, *p.shape)
     return out
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These tests use tiny tensors: one torch thread is as fast as two, and much faster when the
-    other core is busy (OpenMP threads then wait for each other on every small op)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)

@@ -11,7 +11,6 @@ import torch
 from lirpa_lid import InputError
 from lirpa_lid.data import data_dir
 from lirpa_lid.datasets import blobs_tasks, load_mnist, read_idx
-from lid_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
 def _idx(array: np.ndarray, code: int) -> bytes:

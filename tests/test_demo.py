@@ -8,7 +8,6 @@ import pytest
 from lirpa_lid import InputError
 from lirpa_lid.certificate import Certificate
 from lirpa_lid.cli import main
-from lid_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from torch import nn
 
 from lirpa_lid import InputError, Orthotope
 from lirpa_lid.projection import ProjectedOptimizer, batch_loss, project, project_
-from lid_helpers import one_thread  # noqa: F401  (autouse fixture)
 
 
 def _boxes(seed=0, n=4, shape=(5, 3)):

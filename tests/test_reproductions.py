@@ -1,0 +1,104 @@
+"""The reproduction scripts' quick modes: they run, write markdown + JSON + PNG with the paper's values
+next to ours (IBP and CROWN), cache their runs, and reject bad arguments."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from lirpa_lid import InputError
+from lirpa_lid.data import data_dir
+
+ROOT = Path(__file__).resolve().parents[1] / "reproductions"
+
+
+def _have_mnist() -> bool:
+    try:
+        return (data_dir() / "mnist" / "train-images-idx3-ubyte.gz").exists()
+    except InputError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _have_mnist(), reason="MNIST files not available")
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"reproduction_{name}", ROOT / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def split_quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("split")
+    code = _load("split_mnist").main(["--quick", "--settings", "TIL,CIL", "--methods", "lid,sgd,icn",
+                                      "--out", str(out), "--quiet"])
+    return out, code
+
+
+def test_split_mnist_quick_writes_tables_with_paper_ibp_and_crown(split_quick):
+    out, code = split_quick
+    assert code == 0
+    md = (out / "split_mnist_quick.md").read_text()
+    assert "| setting | quantity | paper | ours IBP | ours CROWN |" in md
+    assert "(n=1)" in md and "Clopper" in md
+    assert (out / "split_mnist_quick.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads((out / "split_mnist_quick.json").read_text())
+    assert set(report["aggregate"]) == {"TIL", "CIL"}
+    assert set(report["aggregate"]["TIL"]) == {"lid-IBP", "lid-CROWN", "sgd", "icn"}
+    for run in report["runs"]:
+        assert len(run["accuracy"]) == 5 and all(0 <= a <= 1 for row in run["accuracy"] for a in row)
+        if run["key"].startswith("lid") or run["key"] == "icn":
+            # certificates for tasks 0-3 come from held-out items; none for the last task
+            assert all(c is not None for c in run["certified"][-1][:4]) and run["certified"][-1][4] is None
+        else:
+            assert all(c is None for c in run["certified"][-1])
+
+
+def test_split_mnist_reuses_cached_runs_and_rejects_bad_arguments(split_quick, capsys):
+    out, _ = split_quick
+    module = _load("split_mnist")
+    before = json.loads((out / "split_mnist_quick.json").read_text())
+    assert module.main(["--quick", "--settings", "TIL,CIL", "--methods", "lid,sgd,icn", "--out", str(out),
+                        "--quiet", "--report-only"]) == 0
+    after = json.loads((out / "split_mnist_quick.json").read_text())
+    assert after["aggregate"] == before["aggregate"]
+    assert module.main(["--quick", "--methods", "magic", "--out", str(out), "--quiet"]) == 2
+
+
+def test_lookahead_quick_writes_the_comparison(tmp_path):
+    module = _load("lookahead")
+    code = module.main(["--quick", "--variants", "none,fisher-lookahead,si", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    md = (tmp_path / "lookahead_quick.md").read_text()
+    assert "| variant | q | paper | ours IBP | ours CROWN |" in md
+    assert "| Fisher look-ahead | 0.825 | 0.729 |" in md and "| no bias | — | 0.200 |" in md
+    report = json.loads((tmp_path / "lookahead_quick.json").read_text())
+    runs = report["runs"]
+    assert {(r["variant"], r["bound"]) for r in runs} == {(v, b) for v in ("none", "fisher-lookahead", "si")
+                                                          for b in ("IBP", "CROWN")}
+    n = 784 * 100 + 100 + 100 * 10 + 10   # the quick mode's MLP
+    for r in runs:
+        assert 0 <= r["task2"] <= 1 and r["task1_certificate"] is not None
+        expected = {"none": 0, "fisher-lookahead": round(0.825 * n), "si": round(0.05 * n)}[r["variant"]]
+        assert r["frozen_elements"] == expected
+    assert (tmp_path / "lookahead_quick.png").read_bytes()[:4] == b"\x89PNG"
+    assert module.main(["--quick", "--variants", "nothing", "--out", str(tmp_path), "--quiet"]) == 2
+
+
+def test_cli_reproduce_command_if_present(tmp_path):
+    from lirpa_lid import cli
+    parser = cli.build_parser()
+    try:
+        parser.parse_args(["reproduce", "lookahead", "--help"])
+    except SystemExit as exc:
+        if exc.code != 0:
+            pytest.skip("the CLI has no `reproduce` command yet")
+    code = cli.main(["reproduce", "lookahead", "--quick", "--variants", "none", "--bound", "IBP",
+                     "--out", str(tmp_path), "--quiet"])
+    assert code == 0 and (tmp_path / "lookahead_quick.md").exists()
