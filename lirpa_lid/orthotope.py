@@ -32,6 +32,21 @@ def _round_down(x: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.where(y.double() > x, torch.nextafter(y, torch.zeros_like(y)), y)
 
 
+class _Masked(torch.autograd.Function):
+    """``where(mask, x, 0)`` whose backward keeps the mask on the context instead of saving it, so one
+    domain can be bounded and differentiated several times (e.g. chunk by chunk) without autograd's
+    "backward through the graph a second time" error."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, mask: Tensor) -> Tensor:
+        ctx.mask = mask
+        return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return torch.where(ctx.mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)), None
+
+
 class Orthotope:
     """Box ``{θ : θ₀ − lower ≤ θ ≤ θ₀ + upper}`` over named parameters (others are fixed at θ₀).
 
@@ -70,7 +85,8 @@ class Orthotope:
                 if (off < 0).any():
                     raise DomainError(f"{side} offsets of {name!r} are negative (lower bound above "
                                       f"upper bound); offsets must be >= 0")
-                store[name] = torch.where(mask, off.to(ref.dtype), torch.zeros_like(ref))
+                off = off.to(ref.dtype)
+                store[name] = _Masked.apply(off, mask) if off.requires_grad else torch.where(mask, off, 0.0)
 
     # ---------------------------------------------------------------- construction
     @classmethod
