@@ -3,7 +3,8 @@ weight box: the sum over terms of the exact range of each product ``w·x``.
 
 Terms whose input interval does not straddle zero (after a ReLU, for a fixed input, for positive
 images) are bounded exactly by four dense products with the positive/negative parts of the weight
-bounds. Terms whose input straddles zero have range ``[min(wl·xu, wu·xl, …), max(…)]`` that is not a
+bounds, computed as one product of stacked inputs and a block weight matrix (two for a fixed
+non-negative input). Terms whose input straddles zero have range ``[min(wl·xu, wu·xl, …), max(…)]`` that is not a
 sum of products; they are evaluated element-wise on the unfolded input, only for those columns and in
 chunks of the batch.
 """
@@ -21,17 +22,23 @@ Unfold = Callable[[Tensor], Tensor]
 
 
 def interval_product(lo: Tensor, hi: Tensor, w_lo: Tensor, w_hi: Tensor, apply: Apply, unfold: Unfold,
-                     max_elements: int = 2 ** 24) -> tuple[Tensor, Tensor]:
+                     feature_dim: int, max_elements: int = 2 ** 24) -> tuple[Tensor, Tensor]:
     """Bounds of ``apply(x, W)`` for ``x ∈ [lo, hi]``, ``W ∈ [w_lo, w_hi]``.
 
     ``unfold(x)`` gives the product terms as ``[B, K, L]`` (K: weight columns, L: output positions) with
-    ``apply(x, W) = (W.reshape(O, K) @ unfold(x)).reshape(output shape)``.
+    ``apply(x, W) = (W.reshape(O, K) @ unfold(x)).reshape(output shape)``. ``feature_dim`` is the
+    dimension of ``x`` (and of the output) that the weight's dimension 1 (and 0) indexes.
     """
+    if lo is hi:  # a fixed input: the weight box alone
+        if bool((lo >= 0).all()):
+            out = apply(lo, torch.cat([w_lo, w_hi]))
+            return out.tensor_split(2, dim=feature_dim)
+        return _paired(apply, lo.clamp(min=0), lo.clamp(max=0), w_lo, w_hi, w_hi, w_lo, feature_dim)
     wl_p, wl_n = pos_neg(w_lo)
     wu_p, wu_n = pos_neg(w_hi)
     pos = lo >= 0
     if bool(pos.all()):
-        return apply(lo, wl_p) + apply(hi, wl_n), apply(hi, wu_p) + apply(lo, wu_n)
+        return _paired(apply, lo, hi, wl_p, wl_n, wu_n, wu_p, feature_dim)
     neg = (hi <= 0) & ~pos
     mix = ~(pos | neg)
     P, N = pos.to(lo.dtype), neg.to(lo.dtype)
@@ -43,6 +50,16 @@ def interval_product(lo: Tensor, hi: Tensor, w_lo: Tensor, w_hi: Tensor, apply: 
         lower = lower + m_lo.reshape(lower.shape)
         upper = upper + m_hi.reshape(upper.shape)
     return lower, upper
+
+
+def _paired(apply: Apply, a: Tensor, b: Tensor, wa_lo: Tensor, wb_lo: Tensor, wa_hi: Tensor, wb_hi: Tensor,
+            feature_dim: int) -> tuple[Tensor, Tensor]:
+    """``(apply(a, wa_lo) + apply(b, wb_lo), apply(a, wa_hi) + apply(b, wb_hi))`` as *one* product: inputs
+    stacked along ``feature_dim``, weights as a 2×2 block matrix. Same arithmetic as four products, but
+    one large call is much faster than four small ones (few-channel convolutions)."""
+    x = torch.cat([a, b], dim=feature_dim)
+    w = torch.cat([torch.cat([wa_lo, wb_lo], dim=1), torch.cat([wa_hi, wb_hi], dim=1)], dim=0)
+    return apply(x, w).tensor_split(2, dim=feature_dim)
 
 
 def _mixed_terms(lo: Tensor, hi: Tensor, mask: Tensor, w_lo: Tensor, w_hi: Tensor,

@@ -55,7 +55,7 @@ class ConvOp(Op):
             c, r = self._conv(mid, w.center), self._conv(rad, w.center.abs())
             lower, upper = c - r, c + r
         else:
-            lower, upper = interval_product(lo, hi, w.lower, w.upper, self._conv, self._unfold)
+            lower, upper = interval_product(lo, hi, w.lower, w.upper, self._conv, self._unfold, 1)
         if "bias" in p:
             lower = lower + p["bias"].lower.view(-1, 1, 1)
             upper = upper + p["bias"].upper.view(-1, 1, 1)

@@ -41,7 +41,7 @@ class LinearOp(Op):
             c, r = _linear(mid, w.center), _linear(rad, w.center.abs())
             lower, upper = c - r, c + r
         else:
-            lower, upper = interval_product(lo, hi, w.lower, w.upper, _linear, lambda t: t.unsqueeze(-1))
+            lower, upper = interval_product(lo, hi, w.lower, w.upper, _linear, lambda t: t.unsqueeze(-1), -1)
         if "bias" in p:
             lower, upper = lower + p["bias"].lower, upper + p["bias"].upper
         return lower, upper
