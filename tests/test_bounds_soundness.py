@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from lirpa_lid import InputBox, bounded_network
 from helpers import INPUT_SHAPES, make_net, random_domain, sampled_outputs, weight_names
@@ -65,3 +66,23 @@ def test_paper_cnn_all_parameters_boxed(methods):
     for method in methods:
         b = net.compute_bounds(x, domain, C=C, method=method)
         assert (outs >= b.lower - TOL).all() and (outs <= b.upper + TOL).all(), method
+
+
+@pytest.mark.parametrize("layer", ["linear", "conv"])
+def test_a_bare_layer_is_bounded_soundly(layer):
+    """A single ``nn.Linear`` / ``nn.Conv2d`` (not inside a container: torch.fx would trace its
+    functional forward) is bounded by the native backend over its own parameter names."""
+    torch.manual_seed(5)
+    if layer == "linear":
+        model, x = nn.Linear(5, 3).double(), torch.randn(4, 5, dtype=torch.float64)
+    else:
+        model, x = nn.Conv2d(2, 3, 3, padding=1).double(), torch.randn(4, 2, 5, 5, dtype=torch.float64)
+    domain = random_domain(model, ["weight", "bias"], scale=0.05)
+    out_dim = 3 if layer == "linear" else 75
+    C = torch.randn(4, out_dim, dtype=torch.float64)
+    outs = sampled_outputs(model, domain, x, C, N_SAMPLES, InputBox.linf(x, 0.05))
+    net = bounded_network(model, backend="native")
+    for method in METHODS:
+        b = net.compute_bounds(x, domain, C=C, method=method, input_box=InputBox.linf(x, 0.05))
+        assert (outs >= b.lower - TOL).all() and (outs <= b.upper + TOL).all(), method
+        assert (b.upper - b.lower).mean() < 100 * (outs.amax(0) - outs.amin(0)).mean()

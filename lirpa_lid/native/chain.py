@@ -50,9 +50,10 @@ def _shape(node: fx.Node) -> tuple[int, ...]:
 
 
 def _param_names(target: str, module: nn.Module) -> dict[str, str]:
-    names = {"weight": f"{target}.weight"}
+    prefix = f"{target}." if target else ""
+    names = {"weight": f"{prefix}weight"}
     if getattr(module, "bias", None) is not None:
-        names["bias"] = f"{target}.bias"
+        names["bias"] = f"{prefix}bias"
     return names
 
 
@@ -67,9 +68,18 @@ def _batchnorm_affine(name: str, bn: nn.modules.batchnorm._BatchNorm, ndim: int)
 
 def build_chain(model: nn.Module, input_shape: tuple[int, ...]) -> list[Op]:
     """Operators of ``model`` in order, for inputs of shape ``[B, *input_shape]``."""
-    gm = _trace(model)
     example = torch.zeros(1, *input_shape, dtype=next((p.dtype for p in model.parameters()),
                                                       torch.get_default_dtype()))
+    if isinstance(model, (nn.Linear, nn.Conv2d)):  # fx would trace their functional forward instead
+        try:
+            with torch.no_grad():
+                model(example)
+        except Exception as exc:
+            raise ModelError(f"the model does not accept inputs of shape [B, {', '.join(map(str, input_shape))}]: "
+                             f"{exc}") from None
+        op_cls = LinearOp if isinstance(model, nn.Linear) else ConvOp
+        return [op_cls(type(model).__name__, model, _param_names("", model))]
+    gm = _trace(model)
     try:
         ShapeProp(gm).propagate(example)
     except Exception as exc:
