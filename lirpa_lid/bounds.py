@@ -141,6 +141,8 @@ def bounded_network(model: nn.Module, params: list[str] | None = None,
     Linear/Conv2d/ReLU/Tanh/Sigmoid/Flatten/element-wise affine layers).
     ``"auto_lirpa"``: auto_LiRPA's ``BoundedModule`` with ``BoundedParameter`` weights (general graphs;
     no Conv2d weight boxes).
+    ``params``: the parameters that domains may box — needed by ``"auto_lirpa"`` only, which fixes them
+    when it builds its module (default: all); the native backend takes any domain at every call.
     """
     if backend == "native":
         from .native import NativeBoundedNetwork
