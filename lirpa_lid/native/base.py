@@ -78,6 +78,11 @@ class Op(ABC):
                  relax: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(A_in, const)`` with ``A·z ≥ A_in·h + const`` (see module docstring)."""
 
+    def concretise(self, A: Tensor, x: Tensor, p: Params) -> Tensor | None:
+        """Lower bound ``[B, S]`` of ``A·op(x)`` for a *fixed* input ``x`` over the parameter box, when the
+        operator can give it more cheaply than a backward step and a concretisation (``None``: it cannot)."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
 

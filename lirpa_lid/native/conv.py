@@ -97,6 +97,19 @@ class ConvOp(Op):
             A_abs = A.abs()
             A_in = A_in - self._conv_t(A_abs.reshape(B * S, *A.shape[2:]), w.radius, in_hw)
             const = const + batch_dot(A_abs, self._conv(lo, w.radius))
+        return A_in.reshape(B, S, *lo.shape[1:]), const + self._box_terms(A, lo, p)
+
+    def concretise(self, A: Tensor, x: Tensor, p: Params) -> Tensor:
+        """For a fixed input the backward step's ``A_in·x`` and ``|A|·conv(x, Wr)`` cancel to
+        ``A·conv(x, Wc)``: no adjoint convolutions of the ``B·S`` coefficient maps are needed."""
+        return batch_dot(A, self._conv(x, p["weight"].center)) + self._box_terms(A, x, p)
+
+    def _box_terms(self, A: Tensor, lo: Tensor, p: Params) -> Tensor:
+        """``−|Cw|·Wr`` (kernel coefficients summed over positions, then concretised) and the bias terms."""
+        B, S = A.shape[:2]
+        w = p["weight"]
+        const = A.new_zeros(B, S)
+        if w.radius is not None:
             cols = self._unfold(lo)  # [B, CK, L]
             coeff = torch.bmm(A.reshape(B, S * A.shape[2], -1), cols.transpose(1, 2))  # [B, S*O, CK]
             const = const - coeff.abs().reshape(B, S, -1).matmul(w.radius.reshape(-1))
@@ -106,4 +119,4 @@ class ConvOp(Op):
             const = const + per_channel.matmul(b.center)
             if b.radius is not None:
                 const = const - per_channel.abs().matmul(b.radius)
-        return A_in.reshape(B, S, *lo.shape[1:]), const
+        return const

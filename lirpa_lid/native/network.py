@@ -210,6 +210,10 @@ class _Propagation:
         i = end
         while not self.exact[i]:
             op = self.ops[i - 1]
+            if self.exact[i - 1] and lo[i - 1] is hi[i - 1]:  # the last step, from a fixed input
+                direct = op.concretise(A, lo[i - 1], params[i - 1])
+                if direct is not None:
+                    return const + direct
             relax = alphas.get(i - 1) if alphas else None
             A, c = op.backward(A, lo[i - 1], hi[i - 1], params[i - 1], relax)
             const = const + c
