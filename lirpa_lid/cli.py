@@ -454,12 +454,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 # ------------------------------------------------------------------------------- reproduce
 def reproductions_dir(override: str | os.PathLike | None = None) -> Path:
-    """``--dir`` > ``$LIRPA_LID_REPRODUCTIONS`` > ``reproductions/`` of the source checkout."""
+    """``--dir`` > ``$LIRPA_LID_REPRODUCTIONS`` > ``reproductions/`` of the source checkout (editable
+    installs) > ``reproductions/`` of the working directory (a checkout installed with ``pip install .``)."""
     if override is not None:
         return Path(override)
     if os.environ.get(REPRODUCTIONS_ENV):
         return Path(os.environ[REPRODUCTIONS_ENV])
-    return Path(__file__).resolve().parents[1] / "reproductions"
+    checkout = Path(__file__).resolve().parents[1] / "reproductions"
+    return checkout if checkout.is_dir() else Path.cwd() / "reproductions"
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
@@ -492,7 +494,8 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
                                    "Options of reproduce itself (--dir) go before NAME.")
     p.add_argument("name", help="the reproduction, e.g. split-mnist")
     p.add_argument("--dir", default=None, help=f"folder of the scripts (default: ${REPRODUCTIONS_ENV}, else "
-                                               "reproductions/ of the source checkout)")
+                                               "reproductions/ of the source checkout, else of the working "
+                                               "directory)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the script")
     p.set_defaults(func=_run_reproduce)
 

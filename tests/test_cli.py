@@ -345,3 +345,19 @@ def test_shipped_specs_run_end_to_end(tmp_path, name):
         assert code == 1 and json.loads((out / "summary.json").read_text())["counts"]["certified"] == 5
     else:
         assert code == 0 and Certificate.load(out / "certificate.json").bound > 0
+
+
+def test_reproductions_are_found_next_to_the_checkout_or_in_the_working_directory(tmp_path, monkeypatch):
+    """A non-editable install (as tox makes) has no reproductions/ next to the package: the working
+    directory's is used (a checkout installed with ``pip install .``)."""
+    from lirpa_lid import cli
+    monkeypatch.delenv(cli.REPRODUCTIONS_ENV, raising=False)
+    assert (cli.reproductions_dir() / "split_mnist.py").is_file()      # this checkout
+    installed = tmp_path / "site-packages" / "lirpa_lid"
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(cli, "__file__", str(installed / "cli.py"))
+    work = tmp_path / "work"
+    (work / "reproductions").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    assert cli.reproductions_dir() == work / "reproductions"
+    assert cli.reproductions_dir("elsewhere") == Path("elsewhere")
