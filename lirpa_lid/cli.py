@@ -294,7 +294,7 @@ def _run_project(args: argparse.Namespace) -> int:
     import torch
 
     from .certificate import verify_update
-    from .pipeline import write_bytes_atomic
+    from .files import write_bytes_atomic
 
     out = Path(args.output)
     suffix = out.suffix.lower()

@@ -26,6 +26,7 @@ from torch import nn
 
 from .certificate import Certificate, certify, verify_update
 from .datasets import Split, Task, blobs_tasks
+from .files import save_figure_atomic
 from .lid import LIDConfig, compute_lid
 from .projection import ProjectedOptimizer
 from .specification import CertifiedAccuracy, threshold_from_accuracy
@@ -252,7 +253,5 @@ def plot_boundaries(snapshots: dict[str, list[nn.Module]], tasks: list[Task], pa
                 ax.set_ylabel(learner)
     fig.suptitle("Class-incremental blobs: plain SGD vs SGD projected into CROWN-certified LIDs")
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    save_figure_atomic(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from .certificate import Certificate, certify
 from .config import RunConfig
 from .errors import LirpaLidError
+from .files import write_text_atomic
 from .lid import LIDResult, compute_lid
 from .loading import Problem, build_instance_problem
 
@@ -106,33 +106,6 @@ def run_problem(problem: Problem) -> Outcome:
 
 
 # ------------------------------------------------------------------------------- files
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` under a temporary name in the same directory, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes_atomic(path, text.encode("utf-8"))
-
-
 def _robustness_property(lower: torch.Tensor, upper: torch.Tensor, label: int, num_classes: int):
     """The VNN-LIB property "label wins on the box" (unsafe: some other class Y_j >= Y_label)."""
     import numpy as np

@@ -211,6 +211,15 @@ def _record_value(t: Tensor | None) -> float | list | None:
     return t.detach().cpu().double().tolist()
 
 
+def check_margins(name: str, margins: Tensor, shape: tuple[int, int]) -> None:
+    """Margin lower bounds handed to a specification have its ``[queries, rows]`` shape and no NaN."""
+    if margins.shape != shape:
+        raise SpecificationError(f"{name}: margin bounds have shape {tuple(margins.shape)}, expected "
+                                 f"[{shape[0]}, {shape[1]}]")
+    if torch.isnan(margins).any():
+        raise SpecificationError(f"{name}: margin bounds contain NaN")
+
+
 class CertifiedAccuracy:
     """Certified (balanced) accuracy on a labelled reference set must stay ``≥ threshold``.
 
@@ -383,11 +392,7 @@ class CertifiedAccuracy:
         return float(self.hard_value(self.margins(model(x))))
 
     def _check(self, lower: Tensor) -> None:
-        if lower.shape != (len(self), self.rows):
-            raise SpecificationError(f"{self.name}: margin bounds have shape {tuple(lower.shape)}, expected "
-                                     f"[{len(self)}, {self.rows}]")
-        if torch.isnan(lower).any():
-            raise SpecificationError(f"{self.name}: margin bounds contain NaN")
+        check_margins(self.name, lower, (len(self), self.rows))
 
     # ------------------------------------------------------------------ values
     def certified(self, lower: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from .errors import SpecificationError
-from .specification import BoundQuery, round_outward
+from .specification import BoundQuery, check_margins, round_outward
 from .vnnlib import VnnlibProperty, parse_vnnlib
 
 _FILL = 1e30  # finite stand-in for ±inf in the soft reductions (keeps gradients free of NaN)
@@ -189,15 +189,8 @@ class VnnlibSpecification:
         return BoundQuery(x, self._C.to(dtype), round_outward(self._d, dtype, +1), lo, up)
 
     # ------------------------------------------------------------------ values
-    def _check(self, margins: Tensor) -> None:
-        if margins.shape != (self.num_queries, self._R):
-            raise SpecificationError(f"{self.name}: margin bounds have shape {tuple(margins.shape)}, expected "
-                                     f"[{self.num_queries}, {self._R}]")
-        if torch.isnan(margins).any():
-            raise SpecificationError(f"{self.name}: margin bounds contain NaN")
-
     def _gather(self, margins: Tensor) -> Tensor:
-        self._check(margins)
+        check_margins(self.name, margins, (self.num_queries, self._R))
         return margins.reshape(-1)[self._index.to(margins.device)]  # [n, D, R]
 
     def certified_margins(self, margins: Tensor) -> Tensor:

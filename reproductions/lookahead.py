@@ -31,7 +31,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -41,6 +40,7 @@ import torch
 
 from lirpa_lid.continual import TrainConfig, run_continual
 from lirpa_lid.datasets import load_mnist
+from lirpa_lid.files import save_figure_atomic, write_text_atomic
 from lirpa_lid.importance import Bias
 from lirpa_lid.lid import LIDConfig
 from lirpa_lid.lid_learner import LIDLearner, LIDLearnerConfig
@@ -223,16 +223,8 @@ def plot(runs, path: Path, bounds, fractions) -> None:
     axes[1].set_title(f"sweep ({b})")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    save_figure_atomic(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def parse(argv):
@@ -303,7 +295,7 @@ def main(argv=None) -> int:
                 failures.append(f"{v} q={q} {b} seed {seed}: {type(exc).__name__}: {exc}")
                 log("FAILED " + failures[-1])
                 continue
-            _write(path, json.dumps(run) + "\n")
+            write_text_atomic(path, json.dumps(run) + "\n")
             log(f"{LABELS[v]} q={q} {b} seed {seed}: task-2 acc {run['task2']:.3f}, task-1 cert "
                 f"{run['task1_certificate']:.3f}, width {run['lid_mean_width']:.4g} ({run['seconds']:.0f}s)")
     runs = [json.loads(p.read_text()) for p in sorted(cache.glob("*.json"))]
@@ -311,8 +303,8 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     report = {"settings": asdict(s), "seeds": seeds, "paper": PAPER, "best_q": BEST_Q, "runs": runs,
               "failures": failures}
-    _write(out / f"{name}.json", json.dumps(report, indent=1) + "\n")
-    _write(out / f"{name}.md", markdown(runs, s, bounds, fractions))
+    write_text_atomic(out / f"{name}.json", json.dumps(report, indent=1) + "\n")
+    write_text_atomic(out / f"{name}.md", markdown(runs, s, bounds, fractions))
     if runs:
         plot(runs, out / f"{name}.png", bounds, fractions)
     if not args.quiet:

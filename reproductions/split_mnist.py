@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -40,6 +39,7 @@ import torch
 from lirpa_lid.baselines import AGEM, AGEM_TRAIN, BASELINE_TRAIN, EWC, FineTune, IntervalCL, LwF
 from lirpa_lid.continual import TrainConfig, run_continual
 from lirpa_lid.datasets import load_mnist
+from lirpa_lid.files import save_figure_atomic, write_text_atomic
 from lirpa_lid.lid import LIDConfig
 from lirpa_lid.lid_learner import PAPER_TRAIN, LIDLearner, LIDLearnerConfig, ReplayConfig
 from lirpa_lid.split_mnist import SETTINGS, make_model, split_mnist_tasks
@@ -266,19 +266,11 @@ def plot(agg: dict, path: Path, bounds: list[str]) -> None:
     fig.text(0.5, 0.005, "bars: mean (whiskers: min–max over seeds); hatched: certified lower bound "
              "(held-out, δ = 0.05, mean over tasks 0–3); dashed: paper's LID", ha="center", fontsize=8)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    save_figure_atomic(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------- main
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def parse(argv):
     p = argparse.ArgumentParser(prog="reproductions/split_mnist.py", description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny data, 1 seed, few iterations (a CI-size check)")
@@ -345,7 +337,7 @@ def main(argv=None) -> int:
                 failures.append(f"{st} {run_key(m, b)} seed {seed}: {type(exc).__name__}: {exc}")
                 log("FAILED " + failures[-1])
                 continue
-            _write(path, json.dumps(run) + "\n")
+            write_text_atomic(path, json.dumps(run) + "\n")
 
     runs = [json.loads(p.read_text()) for p in sorted(cache.glob("*.json"))]
     runs = [r for r in runs if r["setting"] in settings and r["seed"] in seeds
@@ -356,8 +348,8 @@ def main(argv=None) -> int:
                                           "negative_flips", "summary", "details", "digits", "seconds")} for r in runs],
               "failures": failures}
     out.mkdir(parents=True, exist_ok=True)
-    _write(out / f"{name}.json", json.dumps(report, indent=1, default=str) + "\n")
-    _write(out / f"{name}.md", markdown(agg, runs, args, s, bounds))
+    write_text_atomic(out / f"{name}.json", json.dumps(report, indent=1, default=str) + "\n")
+    write_text_atomic(out / f"{name}.md", markdown(agg, runs, args, s, bounds))
     if runs:
         plot(agg, out / f"{name}.png", bounds)
     if not args.quiet:
