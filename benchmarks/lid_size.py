@@ -38,7 +38,7 @@ from torch import nn
 
 from lirpa_lid import bounded_network
 from lirpa_lid.datasets import blobs_tasks, load_mnist
-from lirpa_lid.lid import LIDConfig, compute_lid, hard_values
+from lirpa_lid.lid import LIDConfig, compute_lid, largest_scale
 from lirpa_lid.specification import CertifiedAccuracy, threshold_from_accuracy
 
 METHODS = ("IBP", "CROWN", "CROWN-IBP")
@@ -87,16 +87,8 @@ def mnist_model(seed: int = 0, data_dir: str | None = None, n_ref: int = 1000, i
 
 def max_scale(net, spec, domain, method, steps: int = 12, high: float = 4.0) -> float:
     """Largest s (bisection in [0, high]) with hard value of s × domain ≥ τ under ``method``."""
-    lo, hi = 0.0, high
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        scaled = domain.with_offsets({n: t * mid for n, t in domain.lower.items()},
-                                     {n: t * mid for n, t in domain.upper.items()})
-        if hard_values(net, [spec], scaled, method)[0] >= spec.threshold:
-            lo = mid
-        else:
-            hi = mid
-    return lo
+    found = largest_scale(net, [spec], domain, method, steps, high)
+    return 0.0 if found is None else found[0]
 
 
 def run(name: str, model, spec, config, objectives: tuple[str, ...]) -> list[dict]:

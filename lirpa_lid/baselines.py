@@ -29,7 +29,7 @@ from .bounds import bounded_network
 from .certificate import Certificate, certify
 from .continual import TrainConfig, fit, head_logits, head_loss
 from .importance import fisher_diagonal
-from .lid import compute_margins, hard_values
+from .lid import compute_margins, hard_values, largest_scale
 from .orthotope import Orthotope
 from .replay import ReplayBuffer
 from .specification import CertifiedAccuracy, threshold_from_accuracy
@@ -254,17 +254,7 @@ class IntervalCL(FineTune):
                            "mean_width": float(self.box.mean_width())})
 
     def _certified_scale(self, box: Orthotope, spec: CertifiedAccuracy, steps: int = 12) -> tuple[Orthotope, float]:
-        """``box`` if it meets τ (float64 IBP), else the largest tested ``s·box`` that does."""
-        def scaled(s):
-            return box.with_offsets({n: t * s for n, t in box.lower.items()}, {n: t * s for n, t in box.upper.items()})
-
-        if hard_values(self.backend, [spec], box, "IBP")[0] >= spec.threshold:
-            return box, 1.0
-        lo, hi = 0.0, 1.0
-        for _ in range(steps):
-            mid = (lo + hi) / 2
-            if hard_values(self.backend, [spec], scaled(mid), "IBP")[0] >= spec.threshold:
-                lo = mid
-            else:
-                hi = mid
-        return scaled(lo), lo
+        """``box`` if it meets τ (float64 IBP), else the largest tested ``s·box`` that does (``s = 0``: θ₀)."""
+        found = largest_scale(self.backend, [spec], box, "IBP", steps)
+        scale = 0.0 if found is None else found[0]
+        return box.scaled(scale), scale

@@ -222,29 +222,98 @@ def bound_margins(backend: BoundBackend, query: BoundQuery, domain: Orthotope | 
 
 def compute_margins(backend: BoundBackend, spec: Specification, domain: Orthotope | None,
                     method: BoundMethod | str, batch_size: int = 500,
-                    dtype: torch.dtype | None = None) -> Tensor:
+                    dtype: torch.dtype | None = None, rows: Tensor | None = None) -> Tensor:
     """Lower bounds ``[Q, R]`` of the specification's margins over ``domain``, in chunks (for certified
     accuracy ``Q = n`` items, ``R`` competing classes − 1).
 
     The specification says what to bound (:meth:`Specification.query`). ``dtype`` converts the query
     (input boxes rounded outwards) and the domain (the native backend converts the model's parameters
-    to the inputs' dtype); default: the specification's own dtype. The result is differentiable w.r.t.
+    to the inputs' dtype); default: the specification's own dtype. ``rows``: only these query rows
+    (an index tensor; the result then has ``len(rows)`` rows). The result is differentiable w.r.t.
     the offsets.
     """
     query = spec.query(dtype)
+    if rows is not None:
+        query = query.part(rows)
     dom = domain if domain is None or dtype is None else domain.to(dtype=dtype)
     out = [bound_margins(backend, query.part(slice(start, start + batch_size)), dom, method)
            for start in range(0, len(query), batch_size)]
     return torch.cat(out)
 
 
+def margins_within(backend: BoundBackend, spec: Specification, domain: Orthotope, method: BoundMethod | str,
+                   known: Tensor | None = None, batch_size: int = 500,
+                   dtype: torch.dtype | None = torch.float64) -> Tensor:
+    """Margin lower bounds of ``spec`` over ``domain`` (no gradient), reusing ``known``: lower bounds
+    valid over a box that *contains* ``domain`` (e.g. the same offsets scaled by a larger factor).
+
+    Query rows whose known margins are all positive stay as they are (satisfied over the larger box,
+    so over this one); the others are bounded again and keep the larger of both lower bounds. Every
+    specification's hard value depends only on which margins are positive and never decreases when a
+    margin grows, so the result certifies at least what a fresh bound would, at a fraction of the cost
+    when most rows were already satisfied.
+    """
+    with torch.no_grad():
+        if known is None:
+            return compute_margins(backend, spec, domain, method, batch_size, dtype)
+        redo = (~(known > 0).all(dim=1)).nonzero().flatten()
+        out = known.clone()
+        if len(redo):
+            fresh = compute_margins(backend, spec, domain, method, batch_size, dtype, rows=redo)
+            out[redo] = torch.maximum(known[redo], fresh.to(known.dtype))
+        return out
+
+
 def hard_values(backend: BoundBackend, specs: Sequence[Specification], domain: Orthotope,
                 method: BoundMethod | str, batch_size: int = 500,
                 dtype: torch.dtype | None = torch.float64) -> tuple[float, ...]:
     """Hard certified value of ``domain`` for each specification on its whole reference set."""
-    with torch.no_grad():
-        return tuple(float(s.hard_value(compute_margins(backend, s, domain, method, batch_size, dtype)))
-                     for s in specs)
+    return tuple(float(s.hard_value(margins_within(backend, s, domain, method, None, batch_size, dtype)))
+                 for s in specs)
+
+
+def largest_scale(backend: BoundBackend, specs: Sequence[Specification], domain: Orthotope,
+                  method: BoundMethod | str, steps: int = 8, high: float = 1.0,
+                  known: Sequence[Tensor] | None = None, batch_size: int = 500,
+                  dtype: torch.dtype | None = torch.float64) -> tuple[float, tuple[float, ...]] | None:
+    """Largest tested factor ``s ≤ high`` with every hard value of ``domain.scaled(s)`` ≥ its threshold,
+    with those values; ``None`` if no tested factor qualifies.
+
+    ``high`` is tried first (skipped when ``known`` holds each spec's margins over ``domain.scaled(high)``,
+    which then count as failed), then ``steps`` bisection steps in ``[0, high]``. Scaled boxes are nested,
+    so margins of the smallest failed box bound every smaller one: only the rows it does not satisfy are
+    bounded again (:func:`margins_within`). The factor found is confirmed by one fresh bound of the whole
+    set, so the values returned are what anyone re-bounding the domain gets (bounds that are not
+    monotone in the box, possible with CROWN's adaptive relaxations, send the search lower).
+    """
+    specs = list(specs)
+
+    def evaluate(s: float, outer: Sequence[Tensor] | None) -> tuple[list[Tensor], tuple[float, ...], bool]:
+        margins = [margins_within(backend, spec, domain.scaled(s), method,
+                                  None if outer is None else outer[i], batch_size, dtype)
+                   for i, spec in enumerate(specs)]
+        values = tuple(float(spec.hard_value(m)) for spec, m in zip(specs, margins))
+        return margins, values, all(v >= spec.threshold for v, spec in zip(values, specs))
+
+    if known is None:
+        known, values, ok = evaluate(high, None)
+        if ok:
+            return high, values
+    lo, hi, best = 0.0, high, None
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        margins, values, ok = evaluate(mid, known)
+        if ok:
+            lo, best = mid, (mid, values)
+        else:
+            hi, known = mid, margins
+    if best is None:
+        return None
+    fresh, values, ok = evaluate(best[0], None)
+    if ok:
+        return best[0], values
+    return largest_scale(backend, specs, domain, method, steps - 1, best[0], fresh, batch_size, dtype) \
+        if steps > 1 else None
 
 
 def _eval_dtype(backend: BoundBackend, config: LIDConfig) -> torch.dtype | None:
@@ -430,11 +499,6 @@ def _base_domain(model: nn.Module, params: Sequence[str] | None, free: Mapping[s
     return base
 
 
-def _scaled(domain: Orthotope, s: float) -> Orthotope:
-    return domain.with_offsets({n: t * s for n, t in domain.lower.items()},
-                               {n: t * s for n, t in domain.upper.items()})
-
-
 def _make_candidate(domain: Orthotope, iteration: int, values: tuple[float, ...],
                     specs: list[Specification], config: LIDConfig, scale: float, label: str) -> Candidate:
     logvol = float(domain.log_volume())
@@ -444,34 +508,24 @@ def _make_candidate(domain: Orthotope, iteration: int, values: tuple[float, ...]
                      log_volume=logvol, scale=scale, label=label)
 
 
-def _shrink(backend, specs, domain, config, dtype) -> tuple[Orthotope, float, tuple[float, ...]] | None:
-    """Largest tested factor ``s`` (bisection) with every hard value of ``s·offsets`` ≥ its threshold."""
-    lo, hi, best = 0.0, 1.0, None
-    for _ in range(config.shrink_steps):
-        mid = (lo + hi) / 2
-        cand = _scaled(domain, mid)
-        vals = hard_values(backend, specs, cand, config.method, config.batch_size, dtype)
-        if all(v >= s.threshold for v, s in zip(vals, specs)):
-            lo, best = mid, (cand, mid, vals)
-        else:
-            hi = mid
-    return best
-
-
 def _evaluate_snapshots(backend, specs, snapshots, config, dtype, label) -> tuple[list[Candidate], list[Candidate]]:
     """Hard values of every snapshot on the whole optimisation set; a snapshot below a threshold is
     rejected and replaced by its largest shrunk version that meets every threshold (if any)."""
     candidates, rejected = [], []
     for iteration, dom in snapshots:
-        vals = hard_values(backend, specs, dom, config.method, config.batch_size, dtype)
+        margins = [margins_within(backend, s, dom, config.method, None, config.batch_size, dtype) for s in specs]
+        vals = tuple(float(s.hard_value(m)) for s, m in zip(specs, margins))
         cand = _make_candidate(dom, iteration, vals, specs, config, 1.0, label)
         if cand.satisfied:
             candidates.append(cand)
             continue
         rejected.append(cand)
-        shrunk = _shrink(backend, specs, dom, config, dtype)
-        if shrunk is not None and float(shrunk[0].mean_width()) > 0:
-            candidates.append(_make_candidate(shrunk[0], iteration, shrunk[2], specs, config, shrunk[1], label))
+        shrunk = largest_scale(backend, specs, dom, config.method, config.shrink_steps, known=margins,
+                               batch_size=config.batch_size, dtype=dtype)
+        if shrunk is not None and shrunk[0] > 0:
+            small = dom.scaled(shrunk[0])
+            if float(small.mean_width()) > 0:
+                candidates.append(_make_candidate(small, iteration, shrunk[1], specs, config, shrunk[0], label))
     return candidates, rejected
 
 

@@ -117,6 +117,14 @@ class Orthotope:
         """Same reference and selection, new offsets (differentiable if the offsets are)."""
         return Orthotope(self.reference, lower, upper, self.free)
 
+    def scaled(self, factor: float) -> Orthotope:
+        """Offsets times ``factor ≥ 0``. Boxes scaled by ``s ≤ s′`` are nested (rounding is monotone),
+        so bounds computed over the larger one hold over the smaller."""
+        if not factor >= 0:
+            raise DomainError(f"scale factor must be >= 0, got {factor}")
+        return self.with_offsets({n: t * factor for n, t in self.lower.items()},
+                                 {n: t * factor for n, t in self.upper.items()})
+
     # ---------------------------------------------------------------- views
     @property
     def names(self) -> list[str]:

@@ -11,7 +11,8 @@ from torch import nn
 
 from lirpa_lid import DomainError, InputError, Orthotope, bounded_network
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.lid import LIDConfig, compute_lid, compute_lid_pool, compute_margins, hard_values
+from lirpa_lid.lid import (LIDConfig, compute_lid, compute_lid_pool, compute_margins, hard_values, largest_scale,
+                           margins_within)
 from lirpa_lid.specification import CertifiedAccuracy
 from lid_helpers import (QUICK, attacked_min_margin, cached_lid, certified_items, sampled_min_margin,
                          task0_spec, tasks, trained_mlp)
@@ -297,3 +298,109 @@ def test_time_limit_makes_the_growth_anytime():
     assert result.candidates and all(c.satisfied for c in result.candidates)
     with pytest.raises(InputError, match="time_limit"):
         LIDConfig(time_limit=0)
+
+
+# ------------------------------------------------------------------------------ shrinking
+def _rows_bounded(monkeypatch, net) -> list[int]:
+    """Record how many query rows each backend call bounds."""
+    calls: list[int] = []
+    original = net.compute_bounds
+
+    def counting(x, *args, **kwargs):
+        calls.append(int(x.shape[0]))
+        return original(x, *args, **kwargs)
+
+    monkeypatch.setattr(net, "compute_bounds", counting)
+    return calls
+
+
+@pytest.mark.parametrize("method", ["IBP", "CROWN"])
+def test_margins_within_an_enclosing_box_are_sound_and_rebound_only_unsatisfied_rows(method, monkeypatch):
+    model, spec = trained_mlp(), task0_spec()
+    net = bounded_network(model)
+    big = Orthotope.around(model, lower=0.1)
+    small = big.scaled(0.6)
+    known = compute_margins(net, spec, big, method, dtype=torch.float64)
+    open_rows = ~(known > 0).all(dim=1)
+    assert 0 < int(open_rows.sum()) < len(spec)
+    calls = _rows_bounded(monkeypatch, net)
+    reused = margins_within(net, spec, small, method, known)
+    assert sum(calls) == int(open_rows.sum())
+    fresh = compute_margins(net, spec, small, method, dtype=torch.float64)
+    assert torch.equal(reused[~open_rows], known[~open_rows])
+    assert torch.allclose(reused[open_rows], torch.maximum(known, fresh)[open_rows])
+    ok = spec.certified(reused)
+    assert (ok >= spec.certified(known)).all() and ok.sum() > spec.certified(known).sum()
+    x, y = spec.x[ok], spec.y[ok]
+    assert sampled_min_margin(model, small, x, y, 4000) > 0
+    assert attacked_min_margin(model, small, x, y) > 0
+
+
+def _plain_bisection(net, spec, domain, method, steps):
+    lo = 0.0
+    hi = 1.0
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        if hard_values(net, [spec], domain.scaled(mid), method)[0] >= spec.threshold:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def test_largest_scale_matches_plain_bisection_with_fewer_bounds(monkeypatch):
+    """IBP is inclusion-monotone, so reusing the enclosing box's margins finds exactly the factor a
+    plain bisection finds, while bounding far fewer rows; the values returned are fresh ones. (The box
+    fails just below τ, as most rejected LID snapshots do.)"""
+    model, spec = trained_mlp(), task0_spec()
+    net = bounded_network(model)
+    box = Orthotope.around(model, lower=0.062)
+    assert 0.85 < hard_values(net, [spec], box, "IBP")[0] < spec.threshold
+    expected = _plain_bisection(net, spec, box, "IBP", 8)
+    calls = _rows_bounded(monkeypatch, net)
+    scale, values = largest_scale(net, [spec], box, "IBP", steps=8)
+    rows = sum(calls)
+    assert scale == expected > 0
+    assert values == hard_values(net, [spec], box.scaled(scale), "IBP")
+    assert values[0] >= spec.threshold
+    assert hard_values(net, [spec], box.scaled(scale + 2 ** -8), "IBP")[0] < spec.threshold
+    # one full bound at scale 1, one to confirm, and partial ones: a plain bisection bounds 8 full sets
+    assert len(spec) * 2 < rows < len(spec) * 3
+
+
+def test_largest_scale_returns_the_box_itself_when_it_meets_the_threshold():
+    model, spec = trained_mlp(), task0_spec()
+    net = bounded_network(model)
+    box = Orthotope.around(model, lower=0.01)
+    assert largest_scale(net, [spec], box, "CROWN") == (1.0, hard_values(net, [spec], box, "CROWN"))
+    assert largest_scale(net, [spec.with_threshold(1.0)], Orthotope.around(model, lower=0.5), "IBP", steps=3) is None
+
+
+class _LooseOnWholeSets:
+    """A sound but non-monotone backend: bounds of the whole reference set are loosened by 0.5, so a
+    search that trusts partial re-bounds overshoots and must fall back when it confirms."""
+
+    def __init__(self, net, n):
+        self.net, self.n, self.whole = net, n, 0
+
+    def compute_bounds(self, x, *args, **kwargs):
+        out = self.net.compute_bounds(x, *args, **kwargs)
+        if x.shape[0] == self.n:
+            self.whole += 1
+            return type(out)(out.lower - 0.5, out.upper)
+        return out
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+
+def test_largest_scale_confirms_with_fresh_bounds_when_bounds_are_not_monotone():
+    model, spec = trained_mlp(), task0_spec()
+    loose = _LooseOnWholeSets(bounded_network(model), len(spec))
+    box = Orthotope.around(model, lower=0.1)
+    found = largest_scale(loose, [spec], box, "IBP", steps=8)
+    assert loose.whole > 2  # the first confirmation failed and the search went lower
+    assert found is not None
+    scale, values = found
+    assert values == hard_values(loose, [spec], box.scaled(scale), "IBP")
+    assert values[0] >= spec.threshold
