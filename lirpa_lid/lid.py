@@ -248,7 +248,8 @@ def margins_within(backend: BoundBackend, spec: Specification, domain: Orthotope
     valid over a box that *contains* ``domain`` (e.g. the same offsets scaled by a larger factor).
 
     Query rows whose known margins are all positive stay as they are (satisfied over the larger box,
-    so over this one); the others are bounded again and keep the larger of both lower bounds. Every
+    so over this one; all-zero padding rows of ``C`` never are, and are ignored); the others are bounded
+    again and keep the larger of both lower bounds. Every
     specification's hard value depends only on which margins are positive and never decreases when a
     margin grows, so the result certifies at least what a fresh bound would, at a fraction of the cost
     when most rows were already satisfied.
@@ -256,7 +257,8 @@ def margins_within(backend: BoundBackend, spec: Specification, domain: Orthotope
     with torch.no_grad():
         if known is None:
             return compute_margins(backend, spec, domain, method, batch_size, dtype)
-        redo = (~(known > 0).all(dim=1)).nonzero().flatten()
+        live = (spec.query(dtype).C != 0).any(dim=-1).to(known.device)
+        redo = (~((known > 0) | ~live).all(dim=1)).nonzero().flatten()
         out = known.clone()
         if len(redo):
             fresh = compute_margins(backend, spec, domain, method, batch_size, dtype, rows=redo)

@@ -159,3 +159,34 @@ def test_every_shipped_property_matches_crown_decision_of_the_property_code():
     spec = VnnlibSpecification.from_files(fc / "vnnlib" / "prop_0_0.03.vnnlib", net.input_shape)
     assert len(spec.properties[0].disjuncts) == 9 and spec.num_queries == 1   # 9 alternatives, one box
     assert spec.describe()["properties"][0]["sha256"]
+
+
+def test_margins_within_an_enclosing_box_are_sound_for_vnnlib_queries():
+    """Reusing margins of a larger weight box: only queries with an open (non-padding) row are bounded
+    again, and every reused margin is a lower bound over sampled weights and inputs of the smaller box."""
+    from lirpa_lid import Orthotope
+    from lirpa_lid.lid import margins_within
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
+    spec = _two_box_spec()
+    net = bounded_network(model)
+    big = Orthotope.around(model, lower=0.01)
+    small = big.scaled(0.5)
+    known = compute_margins(net, spec, big, "CROWN", dtype=torch.float64)   # query 1 holds, padded rows
+    q = spec.query()
+    live = (q.C != 0).any(-1)
+    open_queries = ~((known > 0) | ~live).all(dim=1)
+    calls = []
+    original = net.compute_bounds
+    net.compute_bounds = lambda x, *a, **k: (calls.append(int(x.shape[0])), original(x, *a, **k))[1]
+    reused = margins_within(net, spec, small, "CROWN", known)
+    assert 0 < sum(calls) == int(open_queries.sum()) < len(q)
+    assert (reused >= known).all()
+    g = torch.Generator().manual_seed(1)
+    weights = small.sample(300, generator=g)
+    for i in range(300):
+        u = torch.rand(q.x.shape, generator=g, dtype=torch.float64)
+        x = q.lower + u * (q.upper - q.lower)
+        out = torch.func.functional_call(model, {n: w[i] for n, w in weights.items()}, (x,))
+        true = torch.einsum("qrk,qk->qr", q.C, out) - q.d
+        assert (true >= reused).all()
