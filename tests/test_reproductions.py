@@ -58,6 +58,14 @@ def test_split_mnist_quick_writes_tables_with_paper_ibp_and_crown(split_quick):
             assert all(c is not None for c in run["certified"][-1][:4]) and run["certified"][-1][4] is None
         else:
             assert all(c is None for c in run["certified"][-1])
+    # the paper's seed rule: the dropped count of every row is the runs with task-0 accuracy < 0.7
+    rule = md.split("## The paper's seed rule")[1].split("## Setup")[0]
+    names = {"lid-IBP": "LID, IBP", "lid-CROWN": "LID, CROWN", "sgd": "SGD", "icn": "InterContiNet"}
+    for run in report["runs"]:
+        dropped = int(run["accuracy"][0][0] < 0.7)
+        assert f"| {run['setting']} | {names[run['key']]} |" in rule
+        row = [line for line in rule.splitlines() if line.startswith(f"| {run['setting']} | {names[run['key']]} |")]
+        assert row[0].endswith(f"| {dropped} of 1 |")
 
 
 def test_split_mnist_reuses_cached_runs_and_rejects_bad_arguments(split_quick, capsys):
