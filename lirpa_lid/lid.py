@@ -249,10 +249,9 @@ def margins_within(backend: BoundBackend, spec: Specification, domain: Orthotope
 
     Query rows whose known margins are all positive stay as they are (satisfied over the larger box,
     so over this one; all-zero padding rows of ``C`` never are, and are ignored); the others are bounded
-    again and keep the larger of both lower bounds. Every
-    specification's hard value depends only on which margins are positive and never decreases when a
-    margin grows, so the result certifies at least what a fresh bound would, at a fraction of the cost
-    when most rows were already satisfied.
+    again and keep the larger of both lower bounds. Every specification's hard value depends only on
+    which margins are positive and never decreases when a margin grows, so the result certifies at
+    least what a fresh bound would, at a fraction of the cost when most rows were already satisfied.
     """
     with torch.no_grad():
         if known is None:
