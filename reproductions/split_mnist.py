@@ -172,6 +172,15 @@ def _col(agg, setting, key, metric):
     return [m[metric] for m in agg.get(setting, {}).get(key, [])]
 
 
+def method_keys(agg: dict, setting: str) -> list[str]:
+    """The setting's run keys, LID learners first."""
+    return sorted(agg.get(setting, {}), key=lambda k: (not k.startswith("lid"), k))
+
+
+def method_name(key: str) -> str:
+    return LABELS.get(key, key.replace("lid-replay-", "LID + replay, ").replace("lid-", "LID, "))
+
+
 def markdown(agg: dict, runs: list[dict], args, s: Settings, bounds: list[str]) -> str:
     seeds = sorted({r["seed"] for r in runs})
     model = "paper CNN" if s.arch == "cnn" else "MLP 784-100-out (the paper's values are for its CNN)"
@@ -200,13 +209,11 @@ def markdown(agg: dict, runs: list[dict], args, s: Settings, bounds: list[str]) 
               "| negative flips (earlier tasks) | certificate bound (mean, tasks 0–3) | wall time per run (s) |",
               "|---|---|---|---|---|---|---|---|---|"]
     for setting in SETTINGS:
-        keys = [k for k in agg.get(setting, {})]
-        order = sorted(keys, key=lambda k: (not k.startswith("lid"), k))
-        for key in order:
+        for key in method_keys(agg, setting):
             method = key.split("-IBP")[0].split("-CROWN")[0]
             paper = PAPER.get(setting, {}).get(method if method != "lid" else "lid", "—") \
                 if method in ("lid", "sgd") else "—"
-            name = LABELS.get(key, key.replace("lid-replay-", "LID + replay, ").replace("lid-", "LID, "))
+            name = method_name(key)
             lines.append(f"| {setting} | {name} | {paper} | {fmt(_col(agg, setting, key, 'average_accuracy'))} | "
                          f"{fmt(_col(agg, setting, key, 'forgetting'))} | "
                          f"{fmt(_col(agg, setting, key, 'backward_transfer'))} | "
@@ -219,10 +226,10 @@ def markdown(agg: dict, runs: list[dict], args, s: Settings, bounds: list[str]) 
               "| setting | method | final average accuracy, all runs | final average accuracy, paper's rule | runs dropped |",
               "|---|---|---|---|---|"]
     for setting in SETTINGS:
-        for key in sorted(agg.get(setting, {}), key=lambda k: (not k.startswith("lid"), k)):
+        for key in method_keys(agg, setting):
             rows = agg[setting][key]
             kept = [m["average_accuracy"] for m in rows if m["task0_learned"] >= PAPER_MIN_TASK0]
-            name = LABELS.get(key, key.replace("lid-replay-", "LID + replay, ").replace("lid-", "LID, "))
+            name = method_name(key)
             lines.append(f"| {setting} | {name} | {fmt([m['average_accuracy'] for m in rows])} | {fmt(kept)} | "
                          f"{len(rows) - len(kept)} of {len(rows)} |")
     lines += ["", "## Setup and deviations from the paper", "",
@@ -258,7 +265,7 @@ def plot(agg: dict, path: Path, bounds: list[str]) -> None:
     settings = [s for s in SETTINGS if s in agg]
     fig, axes = plt.subplots(1, len(settings), figsize=(4.6 * len(settings), 3.8), squeeze=False)
     for ax, setting in zip(axes[0], settings):
-        keys = sorted(agg[setting], key=lambda k: (not k.startswith("lid"), k))
+        keys = method_keys(agg, setting)
         xs = range(len(keys))
         for i, key in enumerate(keys):
             acc = _col(agg, setting, key, "average_accuracy")
