@@ -12,8 +12,8 @@ from .datasets import blobs_tasks, load_mnist, read_idx
 from .errors import (BackendError, CertificateError, DomainError, InputError, LirpaLidError, ModelError,
                      SpecificationError)
 from .layers import ElementwiseAffine
-from .lid import (Candidate, LIDConfig, LIDResult, compute_lid, compute_lid_pool, compute_margins, largest_scale,
-                  margins_within)
+from .lid import (Candidate, LIDConfig, LIDResult, bound_plan, compute_lid, compute_lid_pool, compute_margins,
+                  largest_scale, margins_within, method_label)
 from .loading import Problem, build_problem, load_spec
 from .native import NativeBoundedNetwork
 from .onnx_io import OnnxNetwork, load_onnx, save_onnx
@@ -40,9 +40,11 @@ __all__ = [
     "ElementwiseAffine", "InputBox", "InputError", "InputGroup", "LIDConfig", "LIDResult", "LirpaLidError",
     "ModelError", "NativeBoundedNetwork", "OnnxNetwork", "Orthotope", "Outcome", "Problem",
     "ProjectedOptimizer", "Projection", "RunConfig", "Specification", "SpecificationError", "Verdict",
-    "VnnlibProperty", "VnnlibSpecification", "batch_loss", "blobs_tasks", "bounded_network", "build_problem",
+    "VnnlibProperty", "VnnlibSpecification", "batch_loss", "blobs_tasks", "bound_plan", "bounded_network",
+    "build_problem",
     "certify", "certify_all", "clopper_pearson_lower", "compute_lid", "compute_lid_pool", "compute_margins",
-    "largest_scale", "load_config", "load_mnist", "load_onnx", "load_spec", "margins_within", "parse_config",
+    "largest_scale", "load_config", "load_mnist", "load_onnx", "load_spec", "margins_within", "method_label",
+    "parse_config",
     "parse_customized", "parse_vnnlib",
     "project", "project_", "read_idx", "read_instances", "recheck", "run_problem", "save_onnx",
     "threshold_from_accuracy", "verify_update", "write_outcome", "write_vnnlib", "__version__",

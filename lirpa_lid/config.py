@@ -9,9 +9,9 @@ reuse α,β-CROWN's keys where the meaning is the same, ``lid`` is lirpa_lid's o
                     num_outputs, split (train | test)
     specification:  type (lp | vnnlib | certified-accuracy), epsilon, norm (.inf), vnnlib_path,
                     robustness_type (verified-acc), balanced
-    lid:            threshold | increment + limit, required, method, backend, iterations, primal_lr,
-                    dual_lr, batch_size, snapshot_every, objective, max_width, temperature, free,
-                    domain (orthotope), delta, held_out, time_limit, seed
+    lid:            threshold | increment + limit, required, method, certify_method, grow, backend,
+                    iterations, primal_lr, dual_lr, batch_size, snapshot_every, objective, max_width,
+                    temperature, free, domain (orthotope), delta, held_out, time_limit, seed
 
 Rules. Unknown keys are errors naming the section and key, with a suggestion for near misses.
 α,β-CROWN keys that do not change what is certified (``general.conv_mode``, ``model.cache_onnx_conversion``,
@@ -114,6 +114,8 @@ class LidSection:
     limit: float | None = None
     required: float | None = None
     method: str = "CROWN"
+    certify_method: str | None = None
+    grow: float = 1.0
     backend: str = "native"
     iterations: int = 200
     primal_lr: float = 0.33
@@ -343,7 +345,7 @@ def _specification(key: str, v, where: str):
 def _lid(key: str, v, where: str):
     if key in ("threshold", "increment", "limit", "required"):
         return float(_number(v, where, low=0.0, high=1.0))
-    if key == "method":
+    if key in ("method", "certify_method"):
         try:
             return BoundMethod.parse(_string(v, where)).value
         except InputError as exc:
@@ -354,6 +356,8 @@ def _lid(key: str, v, where: str):
         return _number(v, where, integer=True, low=1)
     if key in ("primal_lr", "dual_lr", "max_width", "temperature", "time_limit"):
         return float(_number(v, where, low=0.0, low_open=True))
+    if key == "grow":
+        return float(_number(v, where, low=1.0))
     if key == "objective":
         return _string(v, where, ("mean_width", "log_volume"))
     if key == "free":

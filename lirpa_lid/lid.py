@@ -38,6 +38,9 @@ Differences from the authors' code (each deliberate):
   multiplier is divided by 4. Why: the soft surrogate saturates (``T = 10``), so items whose
   margins fall far below 0 give no gradient and never come back; with CROWN bounds (whose ReLU
   relaxation switches slopes abruptly) we saw runs lose half the items in two steps and stay there;
+* optionally (``certify_method``, ``grow``) the snapshots are certified by a tighter bound method than
+  the one that shaped them and enlarged along their own direction while it certifies them (off by
+  default: the paper shapes and certifies with one method);
 * ``dual_violation="soft"`` optionally drives the multipliers by the soft value too (a plain
   augmented Lagrangian, which converges to the KKT point of the soft problem; the tests use it on a
   problem with a known optimum). The default, ``"hard"``, is the authors' choice.
@@ -77,6 +80,12 @@ class LIDConfig:
     runs in the model's dtype). ``time_limit`` (seconds, optional) makes the growth anytime: the loop
     stops at the first iteration after the limit and keeps a snapshot of where it got to (the
     evaluation of the snapshots, which makes every candidate sound, still runs after it).
+
+    ``certify_method`` (default: ``method``) bounds the final evaluation of the snapshots, so a box
+    shaped by a cheap method (IBP: one bound per iteration) can be certified by a tighter one (CROWN:
+    a few bounds per snapshot). ``grow`` > 1 then tries to enlarge every snapshot that meets its
+    thresholds: its offsets are scaled by the largest factor in ``[1, grow]`` (bisection,
+    ``shrink_steps`` steps) that still meets every threshold, clipped to ``max_width`` and the outer box.
     """
 
     iterations: int = 200
@@ -105,6 +114,8 @@ class LIDConfig:
     dual_violation: str = "hard"
     eval_dtype: torch.dtype = torch.float64
     time_limit: float | None = None
+    certify_method: str | None = None
+    grow: float = 1.0
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> InputError:
@@ -136,6 +147,11 @@ class LIDConfig:
         if self.objective not in OBJECTIVES:
             raise bad("objective", f"must be one of {OBJECTIVES}")
         BoundMethod.parse(self.method)  # raises InputError naming the choices
+        if self.certify_method is not None:
+            BoundMethod.parse(self.certify_method)
+        if not (isinstance(self.grow, (int, float)) and not isinstance(self.grow, bool)
+                and math.isfinite(self.grow) and self.grow >= 1):
+            raise bad("grow", "must be a finite number >= 1 (1: snapshots are not enlarged)")
         if self.eval_dtype not in (torch.float32, torch.float64):
             raise bad("eval_dtype", "must be torch.float32 or torch.float64")
         if self.time_limit is not None and not (isinstance(self.time_limit, (int, float))
@@ -150,8 +166,14 @@ class LIDConfig:
                 if not torch.isfinite(w).all() or (w < 0).any():
                     raise InputError(f"LIDConfig.weights[{n!r}] must be finite and >= 0")
 
+    @property
+    def final_method(self) -> BoundMethod:
+        """The method that certifies the candidates (``certify_method``, else ``method``)."""
+        return BoundMethod.parse(self.certify_method or self.method)
+
     def describe(self) -> dict:
-        return {"method": BoundMethod.parse(self.method).value, "iterations": self.iterations,
+        return {"method": BoundMethod.parse(self.method).value, "certify_method": self.final_method.value,
+                "grow": self.grow, "iterations": self.iterations,
                 "primal_lr": self.primal_lr, "dual_lr": self.dual_lr, "objective": self.objective,
                 "batch_size": self.batch_size, "seed": self.seed, "time_limit": self.time_limit}
 
@@ -163,7 +185,8 @@ class Candidate:
 
     ``hard_values`` holds, per specification, the hard certified value of the domain on the whole
     optimisation set (evaluated in ``LIDConfig.eval_dtype``); ``thresholds`` the τ it was grown for.
-    ``scale`` < 1 means the snapshot was shrunk towards θ₀ to meet the thresholds.
+    ``scale`` < 1 means the snapshot was shrunk towards θ₀ to meet the thresholds, > 1 that it was
+    enlarged (``LIDConfig.grow``); ``method`` is the bound method that certified it.
     """
 
     domain: Orthotope
@@ -184,7 +207,7 @@ class Candidate:
     def __repr__(self) -> str:
         vals = ", ".join(f"{n}={v:.3f}" for n, v in zip(self.spec_names, self.hard_values))
         return (f"Candidate(iter {self.iteration}, mean width {self.mean_width:.4g}, {vals}"
-                f"{'' if self.scale == 1 else f', shrunk x{self.scale:.3f}'})")
+                f"{'' if self.scale == 1 else f', scaled x{self.scale:.3f}'})")
 
 
 @dataclass
@@ -276,22 +299,26 @@ def hard_values(backend: BoundBackend, specs: Sequence[Specification], domain: O
 def largest_scale(backend: BoundBackend, specs: Sequence[Specification], domain: Orthotope,
                   method: BoundMethod | str, steps: int = 8, high: float = 1.0,
                   known: Sequence[Tensor] | None = None, batch_size: int = 500,
-                  dtype: torch.dtype | None = torch.float64) -> tuple[float, tuple[float, ...]] | None:
-    """Largest tested factor ``s ≤ high`` with every hard value of ``domain.scaled(s)`` ≥ its threshold,
-    with those values; ``None`` if no tested factor qualifies.
+                  dtype: torch.dtype | None = torch.float64, low: float = 0.0,
+                  within: Orthotope | None = None) -> tuple[float, tuple[float, ...]] | None:
+    """Largest tested factor ``s`` in ``(low, high]`` with every hard value of ``domain.scaled(s)`` ≥ its
+    threshold, with those values; ``None`` if no tested factor qualifies.
 
     ``high`` is tried first (skipped when ``known`` holds each spec's margins over ``domain.scaled(high)``,
-    which then count as failed), then ``steps`` bisection steps in ``[0, high]``. Scaled boxes are nested,
-    so margins of the smallest failed box bound every smaller one: only the rows it does not satisfy are
-    bounded again (:func:`margins_within`). The factor found is confirmed by one fresh bound of the whole
-    set, so the values returned are what anyone re-bounding the domain gets (bounds that are not
-    monotone in the box, possible with CROWN's adaptive relaxations, send the search lower).
+    which then count as failed), then ``steps`` bisection steps in ``[low, high]``. With ``within``, each
+    scaled box is clipped to it (:meth:`Orthotope.intersection`; e.g. the largest box a LID may take).
+    Scaled (and clipped) boxes are nested, so margins of the smallest failed box bound every smaller
+    one: only the rows it does not satisfy are bounded again (:func:`margins_within`). The factor found
+    is confirmed by one fresh bound of the whole set, so the values returned are what anyone
+    re-bounding the domain gets (bounds that are not monotone in the box, possible with CROWN's
+    adaptive relaxations, send the search lower).
     """
     specs = list(specs)
 
     def evaluate(s: float, outer: Sequence[Tensor] | None) -> tuple[list[Tensor], tuple[float, ...], bool]:
-        margins = [margins_within(backend, spec, domain.scaled(s), method,
-                                  None if outer is None else outer[i], batch_size, dtype)
+        box = scaled_box(domain, s, within)
+        margins = [margins_within(backend, spec, box, method, None if outer is None else outer[i],
+                                  batch_size, dtype)
                    for i, spec in enumerate(specs)]
         values = tuple(float(spec.hard_value(m)) for spec, m in zip(specs, margins))
         return margins, values, all(v >= spec.threshold for v, spec in zip(values, specs))
@@ -300,7 +327,7 @@ def largest_scale(backend: BoundBackend, specs: Sequence[Specification], domain:
         known, values, ok = evaluate(high, None)
         if ok:
             return high, values
-    lo, hi, best = 0.0, high, None
+    lo, hi, best = low, high, None
     for _ in range(steps):
         mid = (lo + hi) / 2
         margins, values, ok = evaluate(mid, known)
@@ -313,8 +340,15 @@ def largest_scale(backend: BoundBackend, specs: Sequence[Specification], domain:
     fresh, values, ok = evaluate(best[0], None)
     if ok:
         return best[0], values
-    return largest_scale(backend, specs, domain, method, steps - 1, best[0], fresh, batch_size, dtype) \
-        if steps > 1 else None
+    return largest_scale(backend, specs, domain, method, steps - 1, best[0], fresh, batch_size, dtype,
+                         low, within) if steps > 1 else None
+
+
+def scaled_box(domain: Orthotope, factor: float, within: Orthotope | None = None) -> Orthotope:
+    """``domain`` with its offsets scaled by ``factor``, clipped to ``within`` if given (both monotone in
+    ``factor``, so the boxes for growing factors are nested)."""
+    box = domain.scaled(factor)
+    return box if within is None else box.intersection(within)
 
 
 def _eval_dtype(backend: BoundBackend, config: LIDConfig) -> torch.dtype | None:
@@ -373,6 +407,10 @@ class LIDProblem(cooper.ConstrainedMinimizationProblem):
 
     def primal_parameters(self) -> list[Tensor]:
         return [*self.lower.values(), *self.upper.values()]
+
+    def caps(self) -> tuple[ParamDict, ParamDict]:
+        """The largest offsets allowed (``max_width``, the outer box, 0 outside ``free``)."""
+        return self.cap_lower, self.cap_upper
 
     def offsets(self) -> tuple[ParamDict, ParamDict]:
         """Detached copies of the current offsets."""
@@ -505,23 +543,33 @@ def _make_candidate(domain: Orthotope, iteration: int, values: tuple[float, ...]
     logvol = float(domain.log_volume())
     return Candidate(domain=domain, iteration=iteration, hard_values=values,
                      thresholds=tuple(s.threshold for s in specs), spec_names=tuple(s.name for s in specs),
-                     method=BoundMethod.parse(config.method).value, mean_width=float(domain.mean_width()),
+                     method=config.final_method.value, mean_width=float(domain.mean_width()),
                      log_volume=logvol, scale=scale, label=label)
 
 
-def _evaluate_snapshots(backend, specs, snapshots, config, dtype, label) -> tuple[list[Candidate], list[Candidate]]:
-    """Hard values of every snapshot on the whole optimisation set; a snapshot below a threshold is
-    rejected and replaced by its largest shrunk version that meets every threshold (if any)."""
+def _evaluate_snapshots(backend, specs, snapshots, config, dtype, label,
+                        limit: Orthotope) -> tuple[list[Candidate], list[Candidate]]:
+    """Hard values of every snapshot on the whole optimisation set (bounded by ``config.final_method``);
+    a snapshot below a threshold is rejected and replaced by its largest shrunk version that meets every
+    threshold (if any); with ``config.grow`` > 1 one that meets them is enlarged (inside ``limit``, the
+    largest box the LID may take) as far as they keep holding."""
+    method = config.final_method
     candidates, rejected = [], []
     for iteration, dom in snapshots:
-        margins = [margins_within(backend, s, dom, config.method, None, config.batch_size, dtype) for s in specs]
+        margins = [margins_within(backend, s, dom, method, None, config.batch_size, dtype) for s in specs]
         vals = tuple(float(s.hard_value(m)) for s, m in zip(specs, margins))
         cand = _make_candidate(dom, iteration, vals, specs, config, 1.0, label)
         if cand.satisfied:
+            if config.grow > 1 and float(dom.mean_width()) > 0:
+                grown = largest_scale(backend, specs, dom, method, config.shrink_steps, config.grow,
+                                      batch_size=config.batch_size, dtype=dtype, low=1.0, within=limit)
+                if grown is not None:
+                    cand = _make_candidate(scaled_box(dom, grown[0], limit), iteration, grown[1], specs,
+                                           config, grown[0], label)
             candidates.append(cand)
             continue
         rejected.append(cand)
-        shrunk = largest_scale(backend, specs, dom, config.method, config.shrink_steps, known=margins,
+        shrunk = largest_scale(backend, specs, dom, method, config.shrink_steps, known=margins,
                                batch_size=config.batch_size, dtype=dtype)
         if shrunk is not None and shrunk[0] > 0:
             small = dom.scaled(shrunk[0])
@@ -682,9 +730,12 @@ def compute_lid(model: nn.Module, specs: Specification | Sequence[Specification]
     if bar is not None:
         bar.close()
 
-    candidates, rejected = _evaluate_snapshots(backend, specs, snapshots, config, dtype, label)
+    limit = base.with_offsets(*problem.caps())
+    candidates, rejected = _evaluate_snapshots(backend, specs, snapshots, config, dtype, label, limit)
     if not candidates:  # θ₀ itself always qualifies (checked above)
-        candidates.append(_make_candidate(base.detach(), 0, values0, specs, config, 0.0, label))
+        values = values0 if config.final_method is BoundMethod.parse(config.method) else \
+            hard_values(backend, specs, base, config.final_method, config.batch_size, dtype)
+        candidates.append(_make_candidate(base.detach(), 0, values, specs, config, 0.0, label))
     return LIDResult(candidates=candidates, rejected=rejected, history=history,
                      spec_names=[s.name for s in specs], thresholds=[s.threshold for s in specs],
                      config=config, seconds=time.perf_counter() - started)
@@ -725,6 +776,36 @@ def compute_lid_pool(model: nn.Module, specs: Specification | Sequence[Specifica
                                  for k in range(len(specs))] if any(r.candidates for r in runs) else
                      [s.threshold for s in specs],
                      config=configs, seconds=sum(r.seconds for r in runs), runs=runs)
+
+
+GROW = 4.0  # default growth factor of a "shape+certify" plan: one failing probe finds the range
+
+
+def bound_plan(token: str, grow: float = GROW) -> dict:
+    """:class:`LIDConfig` fields for a bound plan written ``"IBP"`` (shape and certify with one method) or
+    ``"IBP+CROWN"`` (shape with the first, certify and grow up to ``grow`` with the second) — the form
+    command lines and cached runs use."""
+    parts = [t.strip() for t in str(token).split("+")]
+    if len(parts) > 2 or not all(parts):
+        raise InputError(f"bound plan {token!r}: write METHOD or SHAPE+CERTIFY (e.g. IBP+CROWN)")
+    shaped = BoundMethod.parse(parts[0]).value
+    if len(parts) == 1:
+        return {"method": shaped}
+    return {"method": shaped, "certify_method": BoundMethod.parse(parts[1]).value, "grow": float(grow)}
+
+
+def method_label(config: LIDConfig) -> str:
+    """How a LID's boxes were bounded: ``"IBP"``, or ``"IBP → CROWN ×4"`` when a second method certifies
+    (and grows, up to the factor shown) the snapshots."""
+    shaped = BoundMethod.parse(config.method)
+    if config.final_method is shaped and config.grow == 1:
+        return shaped.value
+    return f"{shaped.value} → {config.final_method.value}" + (f" ×{config.grow:g}" if config.grow > 1 else "")
+
+
+def plan_label(token: str) -> str:
+    """:func:`method_label` of a bound plan token (``"IBP+CROWN"`` → ``"IBP → CROWN ×4"``)."""
+    return method_label(LIDConfig(**bound_plan(token)))
 
 
 def with_config(config: LIDConfig, **changes) -> LIDConfig:

@@ -30,13 +30,13 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor, nn
 
-from .bounds import BoundMethod, bounded_network
+from .bounds import bounded_network
 from .certificate import Certificate, certify
 from .continual import TrainConfig, accuracy, fit, head_loss
 from .datasets import Split
 from .errors import InputError
 from .importance import Bias
-from .lid import Candidate, LIDConfig, compute_lid, hard_values
+from .lid import Candidate, LIDConfig, compute_lid, hard_values, method_label
 from .orthotope import Orthotope
 from .projection import ProjectedOptimizer
 from .replay import ReplayBuffer
@@ -99,7 +99,7 @@ class LIDLearner:
     def __init__(self, model: nn.Module, config: LIDLearnerConfig = LIDLearnerConfig(), seed: int = 0,
                  name: str | None = None):
         self.model, self.config, self.seed = model, config, int(seed)
-        self.name = name or f"LID ({config.lid.method})"
+        self.name = name or f"LID ({method_label(config.lid)})"
         self.backend = bounded_network(model)
         self.candidates: list[Candidate] = []
         self.outer: Orthotope | None = None
@@ -130,7 +130,8 @@ class LIDLearner:
     def details(self) -> dict:
         return {"lids": self.lids, "replays": self.replays,
                 "optimisation_certified": dict(sorted(self._opt_values.items())),
-                "method": self.config.lid.method}
+                "method": self.config.lid.method, "certify_method": self.config.lid.final_method.value,
+                "grow": self.config.lid.grow}
 
     # ------------------------------------------------------------------ steps
     def _train(self, t: int, tasks: Sequence[SplitTask], replay: bool) -> int | None:
@@ -253,11 +254,11 @@ class LIDLearner:
             domain = Orthotope.around(self.model, lower=cfg.max_width)
         else:
             domain = self.outer
-        value = hard_values(self.backend, [spec], domain, cfg.method, cfg.batch_size, cfg.eval_dtype)[0]
+        value = hard_values(self.backend, [spec], domain, cfg.final_method, cfg.batch_size, cfg.eval_dtype)[0]
         if value < spec.threshold:
             return None
         return Candidate(domain=domain, iteration=0, hard_values=(value,), thresholds=(spec.threshold,),
-                         spec_names=(spec.name,), method=BoundMethod.parse(cfg.method).value,
+                         spec_names=(spec.name,), method=cfg.final_method.value,
                          mean_width=float(domain.mean_width()), log_volume=float(domain.log_volume()),
                          label="domain in force reused")
 

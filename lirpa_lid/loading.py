@@ -308,7 +308,8 @@ def _lid_config(cfg: RunConfig, kind: str, time_limit: float | None, progress: b
                                                        else min(time_limit, lid.time_limit))
     return LIDConfig(iterations=lid.iterations, primal_lr=lid.primal_lr, dual_lr=lid.dual_lr,
                      batch_size=lid.batch_size, snapshot_every=min(lid.snapshot_every, lid.iterations),
-                     method=lid.method, objective=lid.objective, max_width=lid.max_width,
+                     method=lid.method, certify_method=lid.certify_method, grow=lid.grow,
+                     objective=lid.objective, max_width=lid.max_width,
                      seed=lid.seed if lid.seed is not None else cfg.general.seed, progress=progress,
                      time_limit=limit)
 

@@ -62,7 +62,8 @@ class Outcome:
         out = {"name": self.name, "status": self.status, "message": self.message, "seconds": self.seconds}
         p, c = self.problem, self.certificate
         if p is not None:
-            out.update({"kind": p.spec.kind, "method": p.method, "required": p.required,
+            out.update({"kind": p.spec.kind, "method": p.method, "certify_method": p.lid.final_method.value,
+                        "grow": p.lid.grow, "required": p.required,
                         "threshold": p.spec.threshold, "base_value": p.base_value, "model": p.model_record})
         if c is not None:
             out.update({"k": c.k, "n": c.n, "bound": c.bound, "delta": c.delta, "guarantee": c.guarantee,
@@ -88,10 +89,10 @@ def run_problem(problem: Problem) -> Outcome:
     t1 = time.perf_counter()
     best = result.largest()
     if p.held_out is not None:
-        cert = certify(p.model, best, p.held_out, p.method, p.delta, backend=p.backend, exclude=p.spec,
+        cert = certify(p.model, best, p.held_out, best.method, p.delta, backend=p.backend, exclude=p.spec,
                        model_record=p.model_record)
     else:
-        cert = certify(p.model, best, p.spec, p.method, backend=p.backend, model_record=p.model_record)
+        cert = certify(p.model, best, p.spec, best.method, backend=p.backend, model_record=p.model_record)
     t2 = time.perf_counter()
     seconds = {"lid": t1 - t0, "certify": t2 - t1, "total": t2 - t0}
     if cert.bound >= p.required:

@@ -40,9 +40,10 @@ import torch
 
 from lirpa_lid.continual import TrainConfig, run_continual
 from lirpa_lid.datasets import load_mnist
+from lirpa_lid.errors import InputError
 from lirpa_lid.files import save_figure_atomic, write_text_atomic
 from lirpa_lid.importance import Bias
-from lirpa_lid.lid import LIDConfig
+from lirpa_lid.lid import LIDConfig, bound_plan, plan_label
 from lirpa_lid.lid_learner import LIDLearner, LIDLearnerConfig
 from lirpa_lid.split_mnist import make_model, split_mnist_tasks
 
@@ -96,11 +97,12 @@ def run_one(variant: str, q: float | None, bound: str, seed: int, s: Settings, d
                               n_test=s.n_test, data=data)
     train = TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=1e-3)
     lid = LIDConfig(iterations=s.lid_iterations, primal_lr=s.primal_lr, dual_lr=s.dual_lr,
-                    snapshot_every=s.snapshot_every, method=bound, seed=seed, progress=False,
-                    batch_size=s.lid_batch or LIDConfig.batch_size, eval_dtype=getattr(torch, s.eval_dtype))
+                    snapshot_every=s.snapshot_every, seed=seed, progress=False,
+                    batch_size=s.lid_batch or LIDConfig.batch_size, eval_dtype=getattr(torch, s.eval_dtype),
+                    **bound_plan(bound))
     bias = bias_for(variant, q, s, seed)
     cfg = LIDLearnerConfig(train=train, lid=lid, increment=None, limit=s.tau, strategy="closest", bias=bias)
-    learner = LIDLearner(make_model(s.arch, 10, seed), cfg, seed, name=f"{LABELS[variant]} ({bound})")
+    learner = LIDLearner(make_model(s.arch, 10, seed), cfg, seed, name=f"{LABELS[variant]} ({plan_label(bound)})")
     started = time.perf_counter()
     result = run_continual(learner, tasks, log=log)
     cert = result.certified[-1][0]
@@ -137,16 +139,17 @@ def select(runs, variant, bound, q=None):
 def markdown(runs, s: Settings, bounds, fractions) -> str:
     seeds = sorted({r["seed"] for r in runs})
     model = "paper CNN" if s.arch == "cnn" else "MLP 784-100-10 (paper values: CNN)"
+    columns = list(dict.fromkeys(["IBP", "CROWN", *bounds]))
     lines = [f"# LID biasing: look-ahead vs EWC-like importance (Split-MNIST CIL, task 1 → task 2; {model})", "",
              f"Seeds: {', '.join(map(str, seeds))}; mean ± sample std over seeds (n per cell). "
              "Paper: seeds 5–14 (mean).", "",
              "## Task-2 accuracy after learning task 2 inside the task-1 LID", "",
-             "| variant | q | paper | ours IBP | ours CROWN |", "|---|---|---|---|---|"]
+             "| variant | q | paper | " + " | ".join(f"ours {plan_label(b)}" for b in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
     for v in VARIANTS:
         q = BEST_Q.get(v)
-        cells = [fmt([r["task2"] for r in select(runs, v, b, q)]) if b in bounds else "not run"
-                 for b in ("IBP", "CROWN")]
-        lines.append(f"| {LABELS[v]} | {'—' if q is None else q} | {PAPER[v]:.3f} | {cells[0]} | {cells[1]} |")
+        cells = [fmt([r["task2"] for r in select(runs, v, b, q)]) if b in bounds else "not run" for b in columns]
+        lines.append(f"| {LABELS[v]} | {'—' if q is None else q} | {PAPER[v]:.3f} | " + " | ".join(cells) + " |")
     lines += ["", "## What the task-1 certificate keeps (same runs)", "",
               "| variant | bound | τ | LID mean width | frozen elements | task-1 test acc. after task 2 | "
               "task-1 certificate (held-out, δ = 0.05) | LID time (s) |", "|---|---|---|---|---|---|---|---|"]
@@ -155,7 +158,7 @@ def markdown(runs, s: Settings, bounds, fractions) -> str:
             sel = select(runs, v, b, BEST_Q.get(v))
             if not sel:
                 continue
-            lines.append(f"| {LABELS[v]} | {b} | {fmt([r['tau'] for r in sel])} | "
+            lines.append(f"| {LABELS[v]} | {plan_label(b)} | {fmt([r['tau'] for r in sel])} | "
                          f"{fmt([r['lid_mean_width'] for r in sel], 4)} | {fmt([r['frozen_elements'] for r in sel], 0)} | "
                          f"{fmt([r['task1_final'] for r in sel])} | {fmt([r['task1_certificate'] for r in sel])} | "
                          f"{fmt([r['lid_seconds'] for r in sel], 0)} |")
@@ -163,7 +166,7 @@ def markdown(runs, s: Settings, bounds, fractions) -> str:
         sweep = [r for r in runs if r["bound"] == b and r["variant"] != "none"]
         if len({r["q"] for r in sweep}) < 3:  # only the best-q points: no sweep was run
             continue
-        lines += ["", f"## Sweep of the frozen proportion q ({b}): task-2 accuracy", "",
+        lines += ["", f"## Sweep of the frozen proportion q ({plan_label(b)}): task-2 accuracy", "",
                   "| variant | " + " | ".join(f"q={q:g}" for q in fractions) + " |",
                   "|---|" + "---|" * len(fractions)]
         for v in VARIANTS[1:]:
@@ -201,7 +204,7 @@ def plot(runs, path: Path, bounds, fractions) -> None:
             m, sd, n = mean_std([r["task2"] for r in select(runs, v, b, BEST_Q.get(v))])
             if n:
                 axes[0].bar(i + width * (j + 1) - width * len(bounds) / 2, m, width, yerr=sd, capsize=3,
-                            color=f"C{j}", edgecolor="black", label=f"ours {b}" if i == 0 else None)
+                            color=f"C{j}", edgecolor="black", label=f"ours {plan_label(b)}" if i == 0 else None)
     axes[0].set_xticks(range(len(VARIANTS)))
     axes[0].set_xticklabels([LABELS[v].replace(" (", "\n(") for v in VARIANTS], fontsize=8)
     axes[0].set_ylabel("task-2 accuracy")
@@ -220,7 +223,7 @@ def plot(runs, path: Path, bounds, fractions) -> None:
         axes[1].axhline(m, color="C4", ls="--", label="no bias")
     axes[1].set_xlabel("q (look-ahead: frozen fraction; EWC-like: 1 − frozen fraction)")
     axes[1].set_ylabel("task-2 accuracy")
-    axes[1].set_title(f"sweep ({b})")
+    axes[1].set_title(f"sweep ({plan_label(b)})")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     save_figure_atomic(fig, path)
@@ -232,7 +235,9 @@ def parse(argv):
     p.add_argument("--quick", action="store_true", help="tiny data, 1 seed, few iterations, no sweep")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5; quick 1)")
     p.add_argument("--seed-offset", type=int, default=5, help="first seed (the paper used 5–14)")
-    p.add_argument("--bound", default="IBP,CROWN")
+    p.add_argument("--bound", default="IBP,CROWN",
+                   help="bound plans: METHOD or SHAPE+CERTIFY (e.g. IBP+CROWN: optimise with IBP, certify and "
+                        "grow ×4 with CROWN)")
     p.add_argument("--variants", "--methods", dest="variants", default=",".join(VARIANTS))
     p.add_argument("--fractions", default=",".join(map(str, FRACTIONS)))
     p.add_argument("--no-sweep", action="store_true", help="only the paper's best q per variant")
@@ -263,6 +268,12 @@ def main(argv=None) -> int:
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if any(v not in VARIANTS for v in variants):
         print(f"unknown variant(s) {[v for v in variants if v not in VARIANTS]}; choose from {VARIANTS}", file=sys.stderr)
+        return 2
+    try:
+        for b in bounds:
+            bound_plan(b)
+    except InputError as exc:
+        print(f"--bound: {exc}", file=sys.stderr)
         return 2
     fractions = [float(q) for q in args.fractions.split(",") if q.strip()]
     n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)

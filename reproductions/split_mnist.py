@@ -39,8 +39,9 @@ import torch
 from lirpa_lid.baselines import AGEM, AGEM_TRAIN, BASELINE_TRAIN, EWC, FineTune, IntervalCL, LwF
 from lirpa_lid.continual import TrainConfig, run_continual
 from lirpa_lid.datasets import load_mnist
+from lirpa_lid.errors import InputError
 from lirpa_lid.files import save_figure_atomic, write_text_atomic
-from lirpa_lid.lid import LIDConfig
+from lirpa_lid.lid import LIDConfig, bound_plan, plan_label
 from lirpa_lid.lid_learner import PAPER_TRAIN, LIDLearner, LIDLearnerConfig, ReplayConfig
 from lirpa_lid.split_mnist import SETTINGS, make_model, split_mnist_tasks
 
@@ -93,9 +94,9 @@ def _scaled(train: TrainConfig, s: Settings, epochs: int | None = None) -> Train
 def make_learner(method: str, bound: str | None, setting: str, seed: int, s: Settings, progress: bool):
     model = make_model(s.arch, 2 if setting == "DIL" else 10, seed)
     if method in ("lid", "lid-replay"):
-        lid = LIDConfig(iterations=s.lid_iterations, snapshot_every=s.snapshot_every, method=bound, seed=seed,
+        lid = LIDConfig(iterations=s.lid_iterations, snapshot_every=s.snapshot_every, seed=seed,
                         progress=progress, batch_size=s.lid_batch or LIDConfig.batch_size,
-                        eval_dtype=getattr(torch, s.eval_dtype))
+                        eval_dtype=getattr(torch, s.eval_dtype), **bound_plan(bound))
         replay = ReplayConfig(target=REPLAY_TARGET[setting]) if method == "lid-replay" else None
         cfg = LIDLearnerConfig(train=_scaled(PAPER_TRAIN, s), lid=lid, replay=replay)
         name = f"LID{' + replay' if replay else ''} ({bound})"
@@ -178,39 +179,42 @@ def method_keys(agg: dict, setting: str) -> list[str]:
 
 
 def method_name(key: str) -> str:
-    return LABELS.get(key, key.replace("lid-replay-", "LID + replay, ").replace("lid-", "LID, "))
+    for prefix, name in (("lid-replay-", "LID + replay, "), ("lid-", "LID, ")):
+        if key.startswith(prefix):
+            return name + plan_label(key[len(prefix):])
+    return LABELS.get(key, key)
 
 
 def markdown(agg: dict, runs: list[dict], args, s: Settings, bounds: list[str]) -> str:
     seeds = sorted({r["seed"] for r in runs})
     model = "paper CNN" if s.arch == "cnn" else "MLP 784-100-out (the paper's values are for its CNN)"
+    columns = list(dict.fromkeys(["IBP", "CROWN", *bounds]))
     lines = [f"# Split-MNIST: PGD with certified LIDs vs baselines ({model})", "",
              f"Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); mean ± sample std over seeds (n = runs that "
              "finished). Paper values: read off the paper's MNIST figure (100 seeds, 85 for DIL).", "",
              "## Main table: final average accuracy and certificates of the LID learner", "",
-             "| setting | quantity | paper | ours IBP | ours CROWN |", "|---|---|---|---|---|"]
+             "| setting | quantity | paper | " + " | ".join(f"ours {plan_label(b)}" for b in columns) + " |",
+             "|---|---|---|" + "---|" * len(columns)]
+    quantities = [("average_accuracy", "final average accuracy", "lid"),
+                  ("cert_optimisation", "certified accuracy on the LID items (the paper's \"certificates\"; mean "
+                                        "over tasks 0–3)", "lid_cert"),
+                  ("cert_heldout_fraction", "held-out certified fraction (mean over tasks 0–3)", None),
+                  ("cert_bound", "**certificate**: Clopper–Pearson bound, δ = 0.05 (mean over tasks 0–3)", None)]
     for setting in SETTINGS:
         if setting not in agg:
             continue
         p = PAPER.get(setting, {})
-        def cell(metric, bound, method="lid"):
-            return fmt(_col(agg, setting, f"{method}-{bound}", metric)) if bound in bounds else "not run"
-        lines.append(f"| {setting} | final average accuracy | {p.get('lid', '—')} | {cell('average_accuracy', 'IBP')} | "
-                     f"{cell('average_accuracy', 'CROWN')} |")
-        lines.append(f"| {setting} | certified accuracy on the LID items (the paper's \"certificates\"; mean over "
-                     f"tasks 0–3) | {p.get('lid_cert', '—')} | {cell('cert_optimisation', 'IBP')} | "
-                     f"{cell('cert_optimisation', 'CROWN')} |")
-        lines.append(f"| {setting} | held-out certified fraction (mean over tasks 0–3) | — | "
-                     f"{cell('cert_heldout_fraction', 'IBP')} | {cell('cert_heldout_fraction', 'CROWN')} |")
-        lines.append(f"| {setting} | **certificate**: Clopper–Pearson bound, δ = 0.05 (mean over tasks 0–3) | — | "
-                     f"{cell('cert_bound', 'IBP')} | {cell('cert_bound', 'CROWN')} |")
+        for metric, label, paper_key in quantities:
+            cells = [fmt(_col(agg, setting, f"lid-{b}", metric)) if b in bounds else "not run" for b in columns]
+            lines.append(f"| {setting} | {label} | {p.get(paper_key, '—') if paper_key else '—'} | "
+                         + " | ".join(cells) + " |")
     lines += ["", "## All methods", "",
               "| setting | method | paper (final avg. acc.) | final average accuracy | forgetting | backward transfer "
               "| negative flips (earlier tasks) | certificate bound (mean, tasks 0–3) | wall time per run (s) |",
               "|---|---|---|---|---|---|---|---|---|"]
     for setting in SETTINGS:
         for key in method_keys(agg, setting):
-            method = key.split("-IBP")[0].split("-CROWN")[0]
+            method = "lid-replay" if key.startswith("lid-replay-") else ("lid" if key.startswith("lid-") else key)
             paper = PAPER.get(setting, {}).get(method if method != "lid" else "lid", "—") \
                 if method in ("lid", "sgd") else "—"
             name = method_name(key)
@@ -300,7 +304,9 @@ def parse(argv):
     p.add_argument("--seed-offset", type=int, default=0)
     p.add_argument("--settings", default="TIL,CIL,DIL")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list of {METHODS}")
-    p.add_argument("--bound", default="IBP,CROWN", help="bound methods for the LID learner")
+    p.add_argument("--bound", default="IBP,CROWN",
+                   help="bound plans for the LID learner: METHOD (shape and certify) or SHAPE+CERTIFY (e.g. "
+                        "IBP+CROWN: optimise with IBP, certify and grow the snapshots ×4 with CROWN)")
     p.add_argument("--arch", choices=("cnn", "mlp"), default=None)
     p.add_argument("--n-train", type=int, default=None, help="training items per task (default 2000; quick 300)")
     p.add_argument("--lid-batch", type=int, default=None,
@@ -334,6 +340,12 @@ def main(argv=None) -> int:
     bad = [x for x in settings if x not in SETTINGS] + [m for m in methods if m not in METHODS]
     if bad:
         print(f"unknown setting(s)/method(s): {bad}", file=sys.stderr)
+        return 2
+    try:
+        for b in bounds:
+            bound_plan(b)
+    except InputError as exc:
+        print(f"--bound: {exc}", file=sys.stderr)
         return 2
     n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
     seeds = list(range(args.seed_offset, args.seed_offset + n_seeds))

@@ -117,6 +117,23 @@ def test_json_output_and_below_required_exit_1(tmp_path, capsys):
     assert (out / "certificate.json").is_file()   # the certificate is still written: it is valid, just weaker
 
 
+def test_certify_with_a_tighter_method_than_the_optimiser(tmp_path):
+    """``method: IBP`` shapes the box, ``certify_method: CROWN`` certifies and grows it: the certificate
+    and the report name CROWN, and the certificate checks out on the held-out items."""
+    text = (SPECS / "blobs_accuracy.yaml").read_text().replace(
+        "  method: CROWN\n", "  method: IBP\n  certify_method: CROWN\n  grow: 4\n")
+    assert "certify_method: CROWN" in text
+    shutil.copy(SPECS / "models.py", tmp_path / "models.py")
+    f = tmp_path / "ibp_crown.yaml"
+    f.write_text(text)
+    out = tmp_path / "out"
+    assert main(["certify", str(f), "-o", str(out), "--quiet"]) == 0
+    report = json.loads((out / "results.json").read_text())
+    cert = Certificate.load(out / "certificate.json")
+    assert (report["method"], report["certify_method"], report["grow"]) == ("IBP", "CROWN", 4.0)
+    assert cert.method == "CROWN" and cert.bound >= 0.8
+
+
 def test_local_robustness_writes_vnnlib_for_certified_items(tmp_path):
     f = _spec_file(tmp_path, ROBUST)
     out = tmp_path / "out"

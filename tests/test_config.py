@@ -69,6 +69,8 @@ def test_vnnlib_path_overrides_the_lp_default_as_in_abcrown():
     (_with(MNIST, "specification", epsilon=0), "must be > 0"),
     (_with(MNIST, "specification", type="certified-accuracy"), "epsilon is set but type is certified-accuracy"),
     (_with(MNIST, "lid", method="beta-CROWN"), "unknown bound method"),
+    (_with(MNIST, "lid", certify_method="beta-CROWN"), r"lid\.certify_method.*unknown bound method"),
+    (_with(MNIST, "lid", grow=0.5), r"lid\.grow must be >= 1"),
     (_with(MNIST, "lid", threshold=1.5), "must be <= 1"),
     (_with(MNIST, "lid", increment=0.1), "alternatives"),
     (_with(MNIST, "data", dataset="CIFAR"), "unknown dataset 'CIFAR'"),
@@ -104,6 +106,13 @@ def test_abcrown_search_sections_and_harmless_keys_are_ignored_and_reported():
     cfg = parse_config(raw)
     assert set(cfg.ignored) == {"general.conv_mode", "general.complete_verifier", "solver", "bab", "attack"}
     assert cfg.general.root_path is None
+
+
+def test_certify_method_and_grow():
+    cfg = parse_config(_with(ACAS, "lid", method="ibp", certify_method="crown", grow=4))
+    assert (cfg.lid.method, cfg.lid.certify_method, cfg.lid.grow) == ("IBP", "CROWN", 4.0)
+    default = parse_config(ACAS)
+    assert default.lid.certify_method is None and default.lid.grow == 1.0
 
 
 def test_null_values_mean_defaults():

@@ -12,7 +12,7 @@ from torch import nn
 from lirpa_lid import DomainError, InputError, Orthotope, bounded_network
 from lirpa_lid.errors import SpecificationError
 from lirpa_lid.lid import (LIDConfig, compute_lid, compute_lid_pool, compute_margins, hard_values, largest_scale,
-                           margins_within)
+                           margins_within, method_label, bound_plan, plan_label, scaled_box, with_config)
 from lirpa_lid.specification import CertifiedAccuracy
 from lid_helpers import (QUICK, attacked_min_margin, cached_lid, certified_items, sampled_min_margin,
                          task0_spec, tasks, trained_mlp)
@@ -214,7 +214,8 @@ def test_nominal_model_failing_the_threshold_is_reported():
     ({"iterations": 0}, "iterations"), ({"primal_lr": -1.0}, "primal_lr"), ({"method": "magic"}, "method"),
     ({"objective": "volume"}, "objective"), ({"max_width": float("nan")}, "max_width"),
     ({"weights": {"0.weight": -1.0}}, "weights"), ({"lr_multiplier_range": (2.0, 1.0)}, "lr_multiplier_range"),
-    ({"batch_size": 1.5}, "batch_size"),
+    ({"batch_size": 1.5}, "batch_size"), ({"grow": 0.5}, "grow"), ({"grow": float("inf")}, "grow"),
+    ({"certify_method": "magic"}, "method"),
 ])
 def test_bad_configuration(changes, field):
     with pytest.raises(InputError, match=field if field != "method" else "bound method"):
@@ -404,3 +405,77 @@ def test_largest_scale_confirms_with_fresh_bounds_when_bounds_are_not_monotone()
     scale, values = found
     assert values == hard_values(loose, [spec], box.scaled(scale), "IBP")
     assert values[0] >= spec.threshold
+
+
+# ------------------------------------------------------------------------------ certifying with a tighter method
+def test_ibp_shaped_boxes_certified_and_grown_by_crown_are_sound_and_larger():
+    """Optimise with IBP, certify with CROWN and grow ×4: every candidate is certified by CROWN (recomputed
+    here) at its recorded value, contains the snapshot it was grown from, and its certified items
+    survive weight sampling and attacks; the largest is larger than IBP's own largest candidate."""
+    model, spec = trained_mlp(), task0_spec()
+    plain = compute_lid(model, spec, LIDConfig(method="IBP", **QUICK))
+    grown = compute_lid(model, spec, LIDConfig(method="IBP", certify_method="CROWN", grow=4.0, **QUICK))
+    assert {c.method for c in grown.candidates} == {"CROWN"} and {c.method for c in plain.candidates} == {"IBP"}
+    assert any(c.scale > 1 for c in grown.candidates)
+    assert grown.largest().mean_width > plain.largest().mean_width
+    net = bounded_network(model)
+    by_iteration = {c.iteration: c for c in plain.candidates if c.scale == 1}
+    for cand in grown.candidates:
+        assert hard_values(net, [spec], cand.domain, "CROWN") == cand.hard_values
+        assert cand.hard_values[0] >= spec.threshold
+        if cand.scale > 1 and cand.iteration in by_iteration:
+            assert by_iteration[cand.iteration].domain.is_subset(cand.domain)
+    dom = grown.largest().domain
+    ok = certified_items(model, dom, spec, "CROWN")
+    x, y = spec.x[ok], spec.y[ok]
+    assert sampled_min_margin(model, dom, x, y, N_SAMPLES) > 0
+    assert attacked_min_margin(model, dom, x, y) > 0
+
+
+def test_grown_boxes_stay_inside_the_outer_box_and_max_width():
+    model, result = cached_lid("CROWN")
+    outer = result.largest().domain
+    cfg = LIDConfig(**{**QUICK, "iterations": 20, "method": "IBP", "certify_method": "CROWN", "grow": 50.0})
+    inner = compute_lid(model, task0_spec(0.85), cfg, outer=outer)
+    assert any(c.scale > 1 for c in inner.candidates)
+    for cand in inner.candidates:
+        assert cand.domain.is_subset(outer)
+    capped = compute_lid(model, task0_spec(0.5), with_config(cfg, max_width=0.02))
+    for cand in capped.candidates:
+        assert max(float(t.max()) for t in (*cand.domain.lower.values(), *cand.domain.upper.values())) <= 0.02
+
+
+def test_largest_scale_grows_within_a_limit_like_a_plain_bisection():
+    """Growth: bisection in [1, high] (IBP is monotone, so it matches a plain bisection), boxes clipped
+    to ``within`` (here: the first layer may not grow past 0.03, so the others grow further)."""
+    model, spec = trained_mlp(), task0_spec()
+    net = bounded_network(model)
+    box = Orthotope.around(model, lower=0.02)
+    limit = Orthotope.around(model, lower={n: torch.full_like(p, 0.03 if n == "0.weight" else 1.0)
+                                           for n, p in model.named_parameters()})
+    assert hard_values(net, [spec], box, "IBP")[0] >= spec.threshold
+    scale, values = largest_scale(net, [spec], box, "IBP", steps=8, high=8.0, low=1.0, within=limit)
+    lo, hi = 1.0, 8.0
+    for _ in range(8):
+        mid = (lo + hi) / 2
+        ok = hard_values(net, [spec], box.scaled(mid).intersection(limit), "IBP")[0] >= spec.threshold
+        lo, hi = (mid, hi) if ok else (lo, mid)
+    assert scale == lo
+    unclipped, _ = largest_scale(net, [spec], box, "IBP", steps=8, high=8.0, low=1.0)
+    assert 1 < unclipped < scale
+    assert scaled_box(box, scale, limit).is_subset(limit)
+    assert float(scaled_box(box, scale, limit).lower["0.weight"].max()) <= 0.03
+    assert values == hard_values(net, [spec], scaled_box(box, scale, limit), "IBP")
+
+
+def test_bound_plans_and_their_labels():
+    assert bound_plan("ibp") == {"method": "IBP"}
+    assert bound_plan("IBP+CROWN") == {"method": "IBP", "certify_method": "CROWN", "grow": 4.0}
+    assert plan_label("IBP") == "IBP" and plan_label("IBP+CROWN") == "IBP → CROWN ×4"
+    assert method_label(LIDConfig(method="IBP", certify_method="CROWN")) == "IBP → CROWN"
+    assert method_label(LIDConfig(method="CROWN", certify_method="CROWN")) == "CROWN"
+    for bad in ("IBP+", "IBP+CROWN+CROWN", "+CROWN"):
+        with pytest.raises(InputError, match="bound plan"):
+            bound_plan(bad)
+    with pytest.raises(InputError, match="unknown bound method 'magic'"):
+        bound_plan("magic+CROWN")

@@ -37,7 +37,7 @@ def _load(name: str):
 def split_quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("split")
     code = _load("split_mnist").main(["--quick", "--settings", "TIL,CIL", "--methods", "lid,sgd,icn",
-                                      "--out", str(out), "--quiet"])
+                                      "--bound", "IBP,CROWN,IBP+CROWN", "--out", str(out), "--quiet"])
     return out, code
 
 
@@ -45,12 +45,12 @@ def test_split_mnist_quick_writes_tables_with_paper_ibp_and_crown(split_quick):
     out, code = split_quick
     assert code == 0
     md = (out / "split_mnist_quick.md").read_text()
-    assert "| setting | quantity | paper | ours IBP | ours CROWN |" in md
+    assert "| setting | quantity | paper | ours IBP | ours CROWN | ours IBP → CROWN ×4 |" in md
     assert "(n=1)" in md and "Clopper" in md
     assert (out / "split_mnist_quick.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((out / "split_mnist_quick.json").read_text())
     assert set(report["aggregate"]) == {"TIL", "CIL"}
-    assert set(report["aggregate"]["TIL"]) == {"lid-IBP", "lid-CROWN", "sgd", "icn"}
+    assert set(report["aggregate"]["TIL"]) == {"lid-IBP", "lid-CROWN", "lid-IBP+CROWN", "sgd", "icn"}
     for run in report["runs"]:
         assert len(run["accuracy"]) == 5 and all(0 <= a <= 1 for row in run["accuracy"] for a in row)
         if run["key"].startswith("lid") or run["key"] == "icn":
@@ -60,7 +60,8 @@ def test_split_mnist_quick_writes_tables_with_paper_ibp_and_crown(split_quick):
             assert all(c is None for c in run["certified"][-1])
     # the paper's seed rule: the dropped count of every row is the runs with task-0 accuracy < 0.7
     rule = md.split("## The paper's seed rule")[1].split("## Setup")[0]
-    names = {"lid-IBP": "LID, IBP", "lid-CROWN": "LID, CROWN", "sgd": "SGD", "icn": "InterContiNet"}
+    names = {"lid-IBP": "LID, IBP", "lid-CROWN": "LID, CROWN", "lid-IBP+CROWN": "LID, IBP → CROWN ×4", "sgd": "SGD",
+             "icn": "InterContiNet"}
     for run in report["runs"]:
         dropped = int(run["accuracy"][0][0] < 0.7)
         assert f"| {run['setting']} | {names[run['key']]} |" in rule
@@ -73,10 +74,14 @@ def test_split_mnist_reuses_cached_runs_and_rejects_bad_arguments(split_quick, c
     module = _load("split_mnist")
     before = json.loads((out / "split_mnist_quick.json").read_text())
     assert module.main(["--quick", "--settings", "TIL,CIL", "--methods", "lid,sgd,icn", "--out", str(out),
-                        "--quiet", "--report-only"]) == 0
+                        "--bound", "IBP,CROWN,IBP+CROWN", "--quiet", "--report-only"]) == 0
     after = json.loads((out / "split_mnist_quick.json").read_text())
     assert after["aggregate"] == before["aggregate"]
     assert module.main(["--quick", "--methods", "magic", "--out", str(out), "--quiet"]) == 2
+    capsys.readouterr()
+    assert module.main(["--quick", "--bound", "IBP+magic", "--out", str(out), "--quiet"]) == 2
+    assert "--bound: unknown bound method 'magic'" in capsys.readouterr().err
+
 
 
 def test_lookahead_quick_writes_the_comparison(tmp_path):
@@ -97,6 +102,7 @@ def test_lookahead_quick_writes_the_comparison(tmp_path):
         assert r["frozen_elements"] == expected
     assert (tmp_path / "lookahead_quick.png").read_bytes()[:4] == b"\x89PNG"
     assert module.main(["--quick", "--variants", "nothing", "--out", str(tmp_path), "--quiet"]) == 2
+    assert module.main(["--quick", "--bound", "IBP+CROWN+CROWN", "--out", str(tmp_path), "--quiet"]) == 2
 
 
 def test_cli_reproduce_command_if_present(tmp_path):

@@ -91,12 +91,15 @@ class ConvOp(Op):
         flat = A.reshape(B * S, *A.shape[2:])
         in_hw = lo.shape[-2:]
         w = p["weight"]
-        A_in = self._conv_t(flat, w.center, in_hw)
         const = A.new_zeros(B, S)
-        if w.radius is not None:
-            A_abs = A.abs()
-            A_in = A_in - self._conv_t(A_abs.reshape(B * S, *A.shape[2:]), w.radius, in_hw)
-            const = const + batch_dot(A_abs, self._conv(lo, w.radius))
+        if w.radius is None:
+            A_in = self._conv_t(flat, w.center, in_hw)
+        else:
+            # convᵀ(A, Wc) − convᵀ(|A|, Wr) as one adjoint over [A, |A|] stacked along channels: one
+            # convolution with twice the channels costs about half as much as two on CPU
+            A_abs = flat.abs()
+            A_in = self._conv_t(torch.cat([flat, A_abs], 1), torch.cat([w.center, -w.radius]), in_hw)
+            const = const + batch_dot(A_abs.reshape(A.shape), self._conv(lo, w.radius))
         return A_in.reshape(B, S, *lo.shape[1:]), const + self._box_terms(A, lo, p)
 
     def concretise(self, A: Tensor, x: Tensor, p: Params) -> Tensor:
