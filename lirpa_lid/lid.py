@@ -84,8 +84,9 @@ class LIDConfig:
     ``certify_method`` (default: ``method``) bounds the final evaluation of the snapshots, so a box
     shaped by a cheap method (IBP: one bound per iteration) can be certified by a tighter one (CROWN:
     a few bounds per snapshot). ``grow`` > 1 then tries to enlarge every snapshot that meets its
-    thresholds: its offsets are scaled by the largest factor in ``[1, grow]`` (bisection,
-    ``shrink_steps`` steps) that still meets every threshold, clipped to ``max_width`` and the outer box.
+    thresholds: its offsets are scaled by the largest factor in ``[1, grow]`` that still meets every
+    threshold (:func:`largest_scale`: a ladder of factors, then ``shrink_steps`` bisection steps),
+    clipped to ``max_width`` and the outer box.
     """
 
     iterations: int = 200
@@ -304,14 +305,17 @@ def largest_scale(backend: BoundBackend, specs: Sequence[Specification], domain:
     """Largest tested factor ``s`` in ``(low, high]`` with every hard value of ``domain.scaled(s)`` ≥ its
     threshold, with those values; ``None`` if no tested factor qualifies.
 
-    ``high`` is tried first (skipped when ``known`` holds each spec's margins over ``domain.scaled(high)``,
-    which then count as failed), then ``steps`` bisection steps in ``[low, high]``. With ``within``, each
-    scaled box is clipped to it (:meth:`Orthotope.intersection`; e.g. the largest box a LID may take).
-    Scaled (and clipped) boxes are nested, so margins of the smallest failed box bound every smaller
-    one: only the rows it does not satisfy are bounded again (:func:`margins_within`). The factor found
-    is confirmed by one fresh bound of the whole set, so the values returned are what anyone
-    re-bounding the domain gets (bounds that are not monotone in the box, possible with CROWN's
-    adaptive relaxations, send the search lower).
+    First probes: ``high`` (shrinking, ``low`` = 0), or — growing from a factor ``low`` > 0 known to
+    qualify — the ladder ``low + (high − low)/2^j``, j = 4 … 0, climbed until a rung fails; probes are
+    skipped when ``known`` holds each spec's margins over ``domain.scaled(high)`` (which then counts as
+    failed). Then ``steps`` bisection steps between the best qualifying factor and the smallest failed
+    one. With ``within``, each scaled box is clipped to it (:meth:`Orthotope.intersection`; e.g. the
+    largest box a LID may take). Scaled (and clipped) boxes are nested, so margins of the smallest
+    failed box bound every smaller one: only the rows it does not satisfy are bounded again
+    (:func:`margins_within`) — which is why growth climbs a ladder: the failed box that seeds the reuse
+    lies close to the answer. A factor found by bisection is confirmed by one fresh bound of the whole
+    set, so the values returned are what anyone re-bounding the domain gets (bounds that are not
+    monotone in the box, possible with CROWN's adaptive relaxations, send the search lower).
     """
     specs = list(specs)
 
@@ -323,11 +327,18 @@ def largest_scale(backend: BoundBackend, specs: Sequence[Specification], domain:
         values = tuple(float(spec.hard_value(m)) for spec, m in zip(specs, margins))
         return margins, values, all(v >= spec.threshold for v, spec in zip(values, specs))
 
-    if known is None:
-        known, values, ok = evaluate(high, None)
-        if ok:
-            return high, values
     lo, hi, best = low, high, None
+    if known is None:
+        ladder = [low + (high - low) / 2 ** j for j in range(4, -1, -1)] if low > 0 else [high]
+        for rung in ladder:
+            margins, values, ok = evaluate(rung, None)
+            if not ok:
+                hi, known = rung, margins
+                break
+            lo, best = rung, (rung, values)  # fresh values: nothing to confirm
+        else:
+            return best
+    confirmed = best
     for _ in range(steps):
         mid = (lo + hi) / 2
         margins, values, ok = evaluate(mid, known)
@@ -335,11 +346,13 @@ def largest_scale(backend: BoundBackend, specs: Sequence[Specification], domain:
             lo, best = mid, (mid, values)
         else:
             hi, known = mid, margins
-    if best is None:
-        return None
+    if best is None or best is confirmed:
+        return best
     fresh, values, ok = evaluate(best[0], None)
     if ok:
         return best[0], values
+    if confirmed is not None:
+        return confirmed
     return largest_scale(backend, specs, domain, method, steps - 1, best[0], fresh, batch_size, dtype,
                          low, within) if steps > 1 else None
 

@@ -445,27 +445,31 @@ def test_grown_boxes_stay_inside_the_outer_box_and_max_width():
         assert max(float(t.max()) for t in (*cand.domain.lower.values(), *cand.domain.upper.values())) <= 0.02
 
 
-def test_largest_scale_grows_within_a_limit_like_a_plain_bisection():
-    """Growth: bisection in [1, high] (IBP is monotone, so it matches a plain bisection), boxes clipped
-    to ``within`` (here: the first layer may not grow past 0.03, so the others grow further)."""
+def test_largest_scale_grows_within_a_limit_to_the_exact_factor_with_fewer_bounds(monkeypatch):
+    """Growth from a qualifying box: ladder then bisection in [1, high] finds the factor a fine plain
+    bisection finds (IBP is monotone), bounding far fewer rows; boxes are clipped to ``within`` (here
+    the first layer may not grow past 0.03, so the others grow further)."""
     model, spec = trained_mlp(), task0_spec()
     net = bounded_network(model)
     box = Orthotope.around(model, lower=0.02)
     limit = Orthotope.around(model, lower={n: torch.full_like(p, 0.03 if n == "0.weight" else 1.0)
                                            for n, p in model.named_parameters()})
     assert hard_values(net, [spec], box, "IBP")[0] >= spec.threshold
-    scale, values = largest_scale(net, [spec], box, "IBP", steps=8, high=8.0, low=1.0, within=limit)
     lo, hi = 1.0, 8.0
-    for _ in range(8):
+    for _ in range(16):
         mid = (lo + hi) / 2
-        ok = hard_values(net, [spec], box.scaled(mid).intersection(limit), "IBP")[0] >= spec.threshold
+        ok = hard_values(net, [spec], scaled_box(box, mid, limit), "IBP")[0] >= spec.threshold
         lo, hi = (mid, hi) if ok else (lo, mid)
-    assert scale == lo
+    calls = _rows_bounded(monkeypatch, net)
+    scale, values = largest_scale(net, [spec], box, "IBP", steps=8, high=8.0, low=1.0, within=limit)
+    assert lo - 7.0 / 2 ** 9 <= scale <= lo
+    assert sum(calls) < 6 * len(spec)  # a plain 8-step bisection bounds 8 whole sets
     unclipped, _ = largest_scale(net, [spec], box, "IBP", steps=8, high=8.0, low=1.0)
     assert 1 < unclipped < scale
     assert scaled_box(box, scale, limit).is_subset(limit)
     assert float(scaled_box(box, scale, limit).lower["0.weight"].max()) <= 0.03
     assert values == hard_values(net, [spec], scaled_box(box, scale, limit), "IBP")
+    assert largest_scale(net, [spec.with_threshold(0.0)], box, "IBP", high=8.0, low=1.0, within=limit)[0] == 8.0
 
 
 def test_bound_plans_and_their_labels():
