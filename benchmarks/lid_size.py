@@ -112,7 +112,7 @@ def run(name: str, model, spec, config, objectives: tuple[str, ...]) -> list[dic
                           "rollbacks": result.history["rollbacks"][-1], "seconds": seconds})
             domains[method] = best.domain
             print(f"  {name} {objective} {method}: mean width {best.mean_width:.4g} (iteration "
-                  f"{best.iteration}, shrink {best.scale:.3f}), {seconds:.1f}s", file=sys.stderr)
+                  f"{best.iteration}, scale {best.scale:.3f}), {seconds:.1f}s", file=sys.stderr)
         for row in block:
             certifier = LIDConfig(**bound_plan(row["method"])).final_method
             row["ibp_direction_scale"] = max_scale(net, spec, domains["IBP"], certifier)
@@ -122,7 +122,7 @@ def run(name: str, model, spec, config, objectives: tuple[str, ...]) -> list[dic
 
 def markdown(rows: list[dict], threads: int) -> str:
     head = ("| model | objective | method | τ | mean width | mean log-width | zero-width elements | hard value | "
-            "best iteration (shrink) | rollbacks | wall time (s) | max scale of IBP's domain |")
+            "best iteration (scale: < 1 shrunk, > 1 grown) | rollbacks | wall time (s) | max scale of IBP's domain |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(f"| {r['model']} | {r['objective']} | {r['method']} | {r['tau']:.3f} | {r['mean_width']:.4g} | "
