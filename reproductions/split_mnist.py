@@ -245,6 +245,10 @@ def markdown(agg: dict, runs: list[dict], args, s: Settings, bounds: list[str]) 
               f"* Epochs: the paper's × {s.epochs_scale:g}; LID iterations {s.lid_iterations}, snapshot every "
               f"{s.snapshot_every} (paper 200 / 20); LID minibatch {s.lid_batch or 'full (as the paper)'}; candidates "
               f"checked on the LID items in {s.eval_dtype} (certificates: float64, held-out).",
+              *([f"* {plan_label(b)}: the LID is optimised with {b.split('+')[0]}, its snapshots are certified by "
+                 f"{b.split('+')[1]} and grown (offsets scaled up, inside the domain in force) while {b.split('+')[1]} "
+                 "certifies them; its certificates use that method (`LIDConfig.certify_method`, `grow`)."
+                 for b in bounds if "+" in b]),
               "* Certificates are finite-sample bounds on held-out items (each task's own statement at 1 − δ = 0.95); "
               "the paper reports the certified accuracy on the optimisation items, shown here too.",
               "* Task-incremental heads restrict the softmax to the task's two classes (the paper multiplies the other "
