@@ -807,6 +807,14 @@ def bound_plan(token: str, grow: float = GROW) -> dict:
     return {"method": shaped, "certify_method": BoundMethod.parse(parts[1]).value, "grow": float(grow)}
 
 
+def bound_plans(text: str) -> list[str]:
+    """A comma-separated list of bound plans (e.g. ``"IBP,IBP+CROWN"``), each checked by :func:`bound_plan`."""
+    plans = [t.strip() for t in str(text).split(",") if t.strip()]
+    for plan in plans:
+        bound_plan(plan)
+    return plans
+
+
 def method_label(config: LIDConfig) -> str:
     """How a LID's boxes were bounded: ``"IBP"``, or ``"IBP → CROWN ×4"`` when a second method certifies
     (and grows, up to the factor shown) the snapshots."""

@@ -43,7 +43,7 @@ from lirpa_lid.datasets import load_mnist
 from lirpa_lid.errors import InputError
 from lirpa_lid.files import save_figure_atomic, write_text_atomic
 from lirpa_lid.importance import Bias
-from lirpa_lid.lid import LIDConfig, bound_plan, plan_label
+from lirpa_lid.lid import LIDConfig, bound_plan, bound_plans, plan_label
 from lirpa_lid.lid_learner import LIDLearner, LIDLearnerConfig
 from lirpa_lid.split_mnist import make_model, split_mnist_tasks
 
@@ -264,14 +264,12 @@ def main(argv=None) -> int:
         s = replace(s, lid_batch=args.lid_batch)
     if args.eval_dtype is not None:
         s = replace(s, eval_dtype=args.eval_dtype)
-    bounds = [b.strip() for b in args.bound.split(",") if b.strip()]
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     if any(v not in VARIANTS for v in variants):
         print(f"unknown variant(s) {[v for v in variants if v not in VARIANTS]}; choose from {VARIANTS}", file=sys.stderr)
         return 2
     try:
-        for b in bounds:
-            bound_plan(b)
+        bounds = bound_plans(args.bound)
     except InputError as exc:
         print(f"--bound: {exc}", file=sys.stderr)
         return 2

@@ -41,7 +41,7 @@ from lirpa_lid.continual import TrainConfig, run_continual
 from lirpa_lid.datasets import load_mnist
 from lirpa_lid.errors import InputError
 from lirpa_lid.files import save_figure_atomic, write_text_atomic
-from lirpa_lid.lid import LIDConfig, bound_plan, plan_label
+from lirpa_lid.lid import LIDConfig, bound_plan, bound_plans, plan_label
 from lirpa_lid.lid_learner import PAPER_TRAIN, LIDLearner, LIDLearnerConfig, ReplayConfig
 from lirpa_lid.split_mnist import SETTINGS, make_model, split_mnist_tasks
 
@@ -340,14 +340,12 @@ def main(argv=None) -> int:
         s = replace(s, eval_dtype=args.eval_dtype)
     settings = [x.strip().upper() for x in args.settings.split(",") if x.strip()]
     methods = [m.strip().lower() for m in args.methods.split(",") if m.strip()]
-    bounds = [b.strip() for b in args.bound.split(",") if b.strip()]
     bad = [x for x in settings if x not in SETTINGS] + [m for m in methods if m not in METHODS]
     if bad:
         print(f"unknown setting(s)/method(s): {bad}", file=sys.stderr)
         return 2
     try:
-        for b in bounds:
-            bound_plan(b)
+        bounds = bound_plans(args.bound)
     except InputError as exc:
         print(f"--bound: {exc}", file=sys.stderr)
         return 2

@@ -12,7 +12,8 @@ from torch import nn
 from lirpa_lid import DomainError, InputError, Orthotope, bounded_network
 from lirpa_lid.errors import SpecificationError
 from lirpa_lid.lid import (LIDConfig, compute_lid, compute_lid_pool, compute_margins, hard_values, largest_scale,
-                           margins_within, method_label, bound_plan, plan_label, scaled_box, with_config)
+                           margins_within, method_label, bound_plan, bound_plans, plan_label, scaled_box,
+                           with_config)
 from lirpa_lid.specification import CertifiedAccuracy
 from lid_helpers import (QUICK, attacked_min_margin, cached_lid, certified_items, sampled_min_margin,
                          task0_spec, tasks, trained_mlp)
@@ -476,6 +477,7 @@ def test_bound_plans_and_their_labels():
     assert bound_plan("ibp") == {"method": "IBP"}
     assert bound_plan("IBP+CROWN") == {"method": "IBP", "certify_method": "CROWN", "grow": 4.0}
     assert plan_label("IBP") == "IBP" and plan_label("IBP+CROWN") == "IBP → CROWN ×4"
+    assert bound_plans(" IBP, IBP+CROWN,") == ["IBP", "IBP+CROWN"]
     assert method_label(LIDConfig(method="IBP", certify_method="CROWN")) == "IBP → CROWN"
     assert method_label(LIDConfig(method="CROWN", certify_method="CROWN")) == "CROWN"
     for bad in ("IBP+", "IBP+CROWN+CROWN", "+CROWN"):
