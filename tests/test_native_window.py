@@ -212,3 +212,25 @@ def test_paper_cnn_crown_windowed_equals_dense():
     b = NativeBoundedNetwork(model, windowed=False).compute_bounds(x, domain, C=C, method="CROWN")
     torch.testing.assert_close(a.lower, b.lower, atol=TOL, rtol=0)
     torch.testing.assert_close(a.upper, b.upper, atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dense_kernel_coefficients_equal_unfolded_products(kind, monkeypatch):
+    """The dense conv step's kernel coefficients (one grouped convolution per chunk of items) equal the
+    definition ``Σ_y A[o, y]·patch(x, y)[c, k]`` from unfolded patches, for every convolution geometry of
+    these nets, in one chunk and in chunks of one item."""
+    from lirpa_lid.native import conv
+    model, shape = _net(kind)
+    torch.manual_seed(8)
+    x = torch.randn(3, *shape, dtype=torch.float64)
+    for module in model:
+        if isinstance(module, nn.Conv2d):
+            op = conv.ConvOp("c", module, {})
+            A = torch.randn(3, 5, *module(x).shape[1:], dtype=torch.float64)
+            patches = torch.nn.functional.unfold(x, module.kernel_size, module.dilation, module.padding,
+                                                 module.stride)
+            expected = torch.einsum("bsol,bkl->bsok", A.flatten(3), patches).reshape(3, 5, -1)
+            for limit in (conv.MAX_ELEMENTS, 1):
+                monkeypatch.setattr(conv, "MAX_ELEMENTS", limit)
+                assert torch.allclose(op._kernel_coefficients(A, x), expected, rtol=0, atol=TOL)
+        x = module(x)

@@ -13,6 +13,9 @@ from ..errors import ModelError
 from .base import Op, Params, batch_dot
 from .bilinear import interval_product
 
+#: largest expanded kernel tensor of one grouped convolution in :meth:`ConvOp._kernel_coefficients`
+MAX_ELEMENTS = 2 ** 24
+
 
 class ConvOp(Op):
     """``z = conv(h, W) + b`` (groups = 1, zero padding).
@@ -107,15 +110,35 @@ class ConvOp(Op):
         ``A·conv(x, Wc)``: no adjoint convolutions of the ``B·S`` coefficient maps are needed."""
         return batch_dot(A, self._conv(x, p["weight"].center)) + self._box_terms(A, x, p)
 
+    def _kernel_coefficients(self, A: Tensor, x: Tensor) -> Tensor:
+        """``Cw[b, s, (o, c, k)] = Σ_y A[b, s, o, y]·x[b, c, y·stride + k·dilation]`` (x zero-padded): ``[B, S,
+        O·C·K]`` in the weight's element order.
+
+        One grouped convolution per chunk of items, the coefficient maps as kernels (one group per item and
+        input channel; stride and dilation swap roles): about twice as fast as unfolding every patch and
+        multiplying, which materialises ``C·K`` copies of the input."""
+        B, S, O, Ho, Wo = A.shape
+        C = x.shape[1]
+        (ph, pw), (kh, kw) = self.padding, self.kernel_size
+        x = F.pad(x, (pw, pw, ph, ph))
+        chunk = max(1, MAX_ELEMENTS // (C * S * O * Ho * Wo))
+        out = []
+        for s in range(0, B, chunk):
+            a, xs = A[s:s + chunk], x[s:s + chunk]
+            n = a.shape[0]
+            kernels = a.reshape(n, 1, S * O, Ho, Wo).expand(n, C, S * O, Ho, Wo).reshape(n * C * S * O, 1, Ho, Wo)
+            cw = F.conv2d(xs.reshape(1, n * C, *xs.shape[-2:]), kernels, None, self.dilation, 0, self.stride, n * C)
+            cw = cw[..., :kh, :kw].reshape(n, C, S, O, kh * kw)
+            out.append(cw.permute(0, 2, 3, 1, 4).reshape(n, S, O * C * kh * kw))
+        return torch.cat(out)
+
     def _box_terms(self, A: Tensor, lo: Tensor, p: Params) -> Tensor:
         """``−|Cw|·Wr`` (kernel coefficients summed over positions, then concretised) and the bias terms."""
         B, S = A.shape[:2]
         w = p["weight"]
         const = A.new_zeros(B, S)
         if w.radius is not None:
-            cols = self._unfold(lo)  # [B, CK, L]
-            coeff = torch.bmm(A.reshape(B, S * A.shape[2], -1), cols.transpose(1, 2))  # [B, S*O, CK]
-            const = const - coeff.abs().reshape(B, S, -1).matmul(w.radius.reshape(-1))
+            const = const - self._kernel_coefficients(A, lo).abs().matmul(w.radius.reshape(-1))
         if "bias" in p:
             b = p["bias"]
             per_channel = A.sum(dim=(-2, -1))  # [B, S, O]
