@@ -25,7 +25,7 @@ test accuracy, and the task-1 certificate of the candidate in force (held-out it
 Every run is cached as JSON under ``<out>/runs/lookahead[_quick]-<digest>/``. Outputs
 ``<out>/lookahead[_quick].md|json|png``. Usage: ``python reproductions/lookahead.py [--quick]
 [--seeds 5] [--bound IBP,CROWN] [--variants ...] [--fractions ...] [--no-sweep] [--data-dir DIR]
-[--out DIR] [--quiet]`` (also ``lirpa-lid reproduce lookahead ...``).
+[--out DIR] [--workers N] [--quiet]`` (also ``lirpa-lid reproduce lookahead ...``).
 """
 import argparse
 import hashlib
@@ -45,6 +45,7 @@ from lirpa_lid.files import save_figure_atomic, write_text_atomic
 from lirpa_lid.importance import Bias
 from lirpa_lid.lid import LIDConfig, bound_plan, bound_plans, plan_label
 from lirpa_lid.lid_learner import LIDLearner, LIDLearnerConfig
+from lirpa_lid.runs import add_run_options, execute, shard_of
 from lirpa_lid.split_mnist import make_model, split_mnist_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -251,6 +252,7 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--report-only", action="store_true")
     p.add_argument("--quiet", action="store_true")
+    add_run_options(p)
     return p.parse_args(argv)
 
 
@@ -273,6 +275,11 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"--bound: {exc}", file=sys.stderr)
         return 2
+    try:
+        shard = shard_of(args)
+    except InputError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     fractions = [float(q) for q in args.fractions.split(",") if q.strip()]
     n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
     seeds = list(range(args.seed_offset, args.seed_offset + n_seeds))
@@ -284,29 +291,31 @@ def main(argv=None) -> int:
     cache.mkdir(parents=True, exist_ok=True)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
 
-    main_jobs = [(v, BEST_Q.get(v), b, seed) for seed in seeds for b in bounds for v in variants]
-    sweep_jobs = []
+    jobs = [(v, BEST_Q.get(v), b, seed) for seed in seeds for b in bounds for v in variants]
     if sweep:
         for group in (("fisher-lookahead", "si-lookahead"), ("fisher", "si")):
-            sweep_jobs += [(v, q, b, seed) for seed in seeds for b in sweep_bounds for v in group if v in variants
-                           for q in fractions if q != BEST_Q[v]]
-    failures = []
-    if not args.report_only:
+            jobs += [(v, q, b, seed) for seed in seeds for b in sweep_bounds for v in group if v in variants
+                     for q in fractions if q != BEST_Q[v]]
+
+    def path_of(job) -> Path:
+        v, q, b, seed = job
+        return cache / f"{v}-q{q}-{b}-seed{seed}.json"
+
+    def prepare():
         data = (*load_mnist("train", data_dir=args.data_dir), *load_mnist("test", data_dir=args.data_dir))
-        from tqdm import tqdm
-        for v, q, b, seed in tqdm(main_jobs + sweep_jobs, desc="look-ahead runs", disable=args.quiet):
-            path = cache / f"{v}-q{q}-{b}-seed{seed}.json"
-            if path.exists():
-                continue
-            try:
-                run = run_one(v, q, b, seed, s, data, log)
-            except Exception as exc:
-                failures.append(f"{v} q={q} {b} seed {seed}: {type(exc).__name__}: {exc}")
-                log("FAILED " + failures[-1])
-                continue
-            write_text_atomic(path, json.dumps(run) + "\n")
-            log(f"{LABELS[v]} q={q} {b} seed {seed}: task-2 acc {run['task2']:.3f}, task-1 cert "
-                f"{run['task1_certificate']:.3f}, width {run['lid_mean_width']:.4g} ({run['seconds']:.0f}s)")
+
+        def run(job) -> dict:
+            v, q, b, seed = job
+            result = run_one(v, q, b, seed, s, data, log)
+            log(f"{LABELS[v]} q={q} {b} seed {seed}: task-2 acc {result['task2']:.3f}, task-1 cert "
+                f"{result['task1_certificate']:.3f}, width {result['lid_mean_width']:.4g} ({result['seconds']:.0f}s)")
+            return result
+        return run
+
+    failures = execute(args, argv, __file__, jobs, path_of, prepare,
+                       lambda job: f"{job[0]} q={job[1]} {job[2]} seed {job[3]}", desc="look-ahead runs", log=log)
+    if shard is not None:  # a worker: the parent writes the report
+        return 1 if failures else 0
     runs = [json.loads(p.read_text()) for p in sorted(cache.glob("*.json"))]
     runs = [r for r in runs if r["seed"] in seeds and r["bound"] in bounds and r["variant"] in variants]
     out.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ with the same configuration); the tables are then built from all cached runs of 
 ``<out>/split_mnist[_quick].md``, ``.json``, ``.png``.
 
 Usage: ``python reproductions/split_mnist.py [--quick] [--seeds 5] [--settings TIL,CIL,DIL]
-[--methods lid,sgd,ewc,lwf,agem,icn] [--bound IBP,CROWN] [--data-dir DIR] [--out DIR] [--quiet]``
+[--methods lid,sgd,ewc,lwf,agem,icn] [--bound IBP,CROWN] [--data-dir DIR] [--out DIR] [--workers N] [--quiet]``
 (also ``lirpa-lid reproduce split-mnist ...``). Exit code 0 when every reported certificate
 covers its final model and every requested run finished.
 """
@@ -43,6 +43,7 @@ from lirpa_lid.errors import InputError
 from lirpa_lid.files import save_figure_atomic, write_text_atomic
 from lirpa_lid.lid import LIDConfig, bound_plan, bound_plans, plan_label
 from lirpa_lid.lid_learner import PAPER_TRAIN, LIDLearner, LIDLearnerConfig, ReplayConfig
+from lirpa_lid.runs import add_run_options, execute, shard_of
 from lirpa_lid.split_mnist import SETTINGS, make_model, split_mnist_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -323,6 +324,7 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=1, help="torch threads per run (default 1)")
     p.add_argument("--report-only", action="store_true", help="only rebuild the tables from cached runs")
     p.add_argument("--quiet", action="store_true")
+    add_run_options(p)
     return p.parse_args(argv)
 
 
@@ -349,6 +351,11 @@ def main(argv=None) -> int:
     except InputError as exc:
         print(f"--bound: {exc}", file=sys.stderr)
         return 2
+    try:
+        shard = shard_of(args)
+    except InputError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
     seeds = list(range(args.seed_offset, args.seed_offset + n_seeds))
     out = Path(args.out) if args.out else RESULTS
@@ -359,21 +366,20 @@ def main(argv=None) -> int:
 
     jobs = [(st, m, b, seed) for seed in seeds for st in settings for m in methods
             for b in (bounds if m.startswith("lid") else [None])]
-    failures = []
-    if not args.report_only:
+
+    def path_of(job) -> Path:
+        st, m, b, seed = job
+        return cache / f"{st}-{run_key(m, b)}-seed{seed}.json"
+
+    def prepare():
         data = (*load_mnist("train", s.kind, args.data_dir), *load_mnist("test", s.kind, args.data_dir))
-        from tqdm import tqdm
-        for st, m, b, seed in tqdm(jobs, desc="split-mnist runs", disable=args.quiet):
-            path = cache / f"{st}-{run_key(m, b)}-seed{seed}.json"
-            if path.exists():
-                continue
-            try:
-                run = run_one(st, m, b, seed, s, data, progress=False, log=log)
-            except Exception as exc:  # keep the other runs; report and fail at the end
-                failures.append(f"{st} {run_key(m, b)} seed {seed}: {type(exc).__name__}: {exc}")
-                log("FAILED " + failures[-1])
-                continue
-            write_text_atomic(path, json.dumps(run) + "\n")
+        return lambda job: run_one(*job, s, data, progress=False, log=log)
+
+    failures = execute(args, argv, __file__, jobs, path_of, prepare,
+                       lambda job: f"{job[0]} {run_key(job[1], job[2])} seed {job[3]}",
+                       desc="split-mnist runs", log=log)
+    if shard is not None:  # a worker: the parent writes the report
+        return 1 if failures else 0
 
     runs = [json.loads(p.read_text()) for p in sorted(cache.glob("*.json"))]
     runs = [r for r in runs if r["setting"] in settings and r["seed"] in seeds

@@ -84,9 +84,16 @@ def test_split_mnist_reuses_cached_runs_and_rejects_bad_arguments(split_quick, c
 
 
 
-def test_lookahead_quick_writes_the_comparison(tmp_path):
+@pytest.fixture(scope="module")
+def lookahead_quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lookahead")
+    code = _load("lookahead").main(["--quick", "--variants", "none,fisher-lookahead,si", "--out", str(out), "--quiet"])
+    return out, code
+
+
+def test_lookahead_quick_writes_the_comparison(lookahead_quick):
     module = _load("lookahead")
-    code = module.main(["--quick", "--variants", "none,fisher-lookahead,si", "--out", str(tmp_path), "--quiet"])
+    tmp_path, code = lookahead_quick
     assert code == 0
     md = (tmp_path / "lookahead_quick.md").read_text()
     assert "| variant | q | paper | ours IBP | ours CROWN |" in md
@@ -103,6 +110,26 @@ def test_lookahead_quick_writes_the_comparison(tmp_path):
     assert (tmp_path / "lookahead_quick.png").read_bytes()[:4] == b"\x89PNG"
     assert module.main(["--quick", "--variants", "nothing", "--out", str(tmp_path), "--quiet"]) == 2
     assert module.main(["--quick", "--bound", "IBP+CROWN+CROWN", "--out", str(tmp_path), "--quiet"]) == 2
+    assert module.main(["--quick", "--workers", "0", "--out", str(tmp_path), "--quiet"]) == 2
+
+
+def test_lookahead_in_two_worker_processes_gives_the_sequential_runs(lookahead_quick, tmp_path):
+    """``--workers 2``: two processes of the script share the pending runs; their cached results are the
+    sequential run's (same seeds, one thread each) up to the timings, and the parent writes the report."""
+    sequential, _ = lookahead_quick
+    module = _load("lookahead")
+    assert module.main(["--quick", "--variants", "none,si", "--bound", "IBP", "--out", str(tmp_path), "--quiet",
+                        "--workers", "2"]) == 0
+    parallel = sorted((tmp_path / "runs").glob("*/*.json"))
+    assert [p.name for p in parallel] == ["none-qNone-IBP-seed5.json", "si-q0.95-IBP-seed5.json"]
+    timing = {"seconds", "lid_seconds"}
+    for path in parallel:
+        ours = json.loads(path.read_text())
+        reference = json.loads(next((sequential / "runs").glob(f"*/{path.name}")).read_text())
+        assert {k: v for k, v in ours.items() if k not in timing} == \
+            {k: v for k, v in reference.items() if k not in timing}
+    report = json.loads((tmp_path / "lookahead_quick.json").read_text())
+    assert len(report["runs"]) == 2 and report["failures"] == []
 
 
 def test_cli_reproduce_command_if_present(tmp_path):
