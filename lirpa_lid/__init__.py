@@ -12,8 +12,8 @@ from .datasets import blobs_tasks, load_mnist, read_idx
 from .errors import (BackendError, CertificateError, DomainError, InputError, LirpaLidError, ModelError,
                      SpecificationError)
 from .layers import ElementwiseAffine
-from .lid import (Candidate, LIDConfig, LIDResult, bound_plan, compute_lid, compute_lid_pool, compute_margins,
-                  largest_scale, margins_within, method_label)
+from .lid import Candidate, LIDConfig, LIDResult, bound_plan, compute_lid, compute_lid_pool, method_label
+from .margin import compute_margins, largest_scale, margins_within
 from .loading import Problem, build_problem, load_spec
 from .native import NativeBoundedNetwork
 from .onnx_io import OnnxNetwork, load_onnx, save_onnx

@@ -29,7 +29,7 @@ from .bounds import bounded_network
 from .certificate import Certificate, certify
 from .continual import TrainConfig, fit, head_logits, head_loss
 from .importance import fisher_diagonal
-from .lid import compute_margins, hard_values, largest_scale
+from .margin import compute_margins, hard_values, largest_scale
 from .orthotope import Orthotope
 from .replay import ReplayBuffer
 from .specification import CertifiedAccuracy, threshold_from_accuracy

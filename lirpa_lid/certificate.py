@@ -380,7 +380,7 @@ def _row_keys(x: Tensor) -> set[bytes]:
 
 
 def _count(model, domain, spec, method, backend) -> tuple[int, int, dict | None, str]:
-    from .lid import compute_margins
+    from .margin import compute_margins
     backend, dtype = _backend_and_dtype(model, domain, backend)
     with torch.no_grad():
         lower = compute_margins(backend, spec, domain, method, dtype=dtype)

@@ -36,7 +36,8 @@ from .continual import TrainConfig, accuracy, fit, head_loss
 from .datasets import Split
 from .errors import InputError
 from .importance import Bias
-from .lid import Candidate, LIDConfig, compute_lid, hard_values, method_label
+from .lid import Candidate, LIDConfig, compute_lid, method_label
+from .margin import hard_values
 from .orthotope import Orthotope
 from .projection import ProjectedOptimizer
 from .replay import ReplayBuffer

@@ -28,7 +28,8 @@ from .config import RunConfig
 from .customized import call_data, call_model, is_customized, parse_call, parse_customized
 from .data import ENV_VAR
 from .errors import InputError, ModelError, SpecificationError
-from .lid import LIDConfig, compute_margins
+from .lid import LIDConfig
+from .margin import compute_margins
 from .specification import CertifiedAccuracy, Specification, threshold_from_accuracy
 
 DEFAULT_HELD_OUT = 0.5

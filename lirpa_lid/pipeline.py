@@ -125,7 +125,7 @@ def _robustness_property(lower: torch.Tensor, upper: torch.Tensor, label: int, n
 def _write_reverification_files(outcome: Outcome, outdir: Path, timeout: float) -> tuple[list[Path], list[str]]:
     """model.onnx + vnnlib/*.vnnlib + instances.csv for alpha,beta-CROWN; returns (files, notes)."""
     from .errors import ModelError
-    from .lid import compute_margins
+    from .margin import compute_margins
     from .bounds import bounded_network
     from .onnx_io import save_onnx
     from .vnnlib import write_vnnlib

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from lirpa_lid.datasets import blobs_tasks
-from lirpa_lid.lid import LIDConfig, compute_lid, compute_margins
+from lirpa_lid.lid import LIDConfig, compute_lid
+from lirpa_lid.margin import compute_margins
 from lirpa_lid.orthotope import Orthotope
 from lirpa_lid.specification import CertifiedAccuracy
 

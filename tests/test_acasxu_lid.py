@@ -23,7 +23,7 @@ from torch.func import functional_call, vmap
 from lirpa_lid import Certificate, bounded_network, load_onnx, parse_vnnlib, recheck, verify_update
 from lirpa_lid.cli import main
 from lirpa_lid.data import data_dir
-from lirpa_lid.lid import compute_margins
+from lirpa_lid.margin import compute_margins
 from lirpa_lid.orthotope import Orthotope
 from lirpa_lid.vnnlib import VnnlibProperty
 from lirpa_lid.vnnlib_spec import VnnlibSpecification

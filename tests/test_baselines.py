@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from lirpa_lid.baselines import AGEM, EWC, FineTune, IntervalCL, LwF, agem_project, distillation_loss, ewc_penalty
 from lirpa_lid.continual import TrainConfig, accuracy, run_continual
 from lirpa_lid.importance import fisher_diagonal
-from lirpa_lid.lid import hard_values
+from lirpa_lid.margin import hard_values
 from lirpa_lid.specification import CertifiedAccuracy
 from continual_helpers import misclassified_certified, small_mlp, tasks
 
@@ -104,7 +104,7 @@ def test_interval_cl_boxes_are_nested_certified_and_contain_the_final_model(sett
         assert hard_values(learner.backend, [spec], cert.domain, "IBP")[0] >= cert.threshold
     assert res.certified[-1][0] is not None and res.accuracy[0][0] > 0.8
     # items certified on a box are classified correctly by every sampled weight vector in it
-    from lirpa_lid.lid import compute_margins
+    from lirpa_lid.margin import compute_margins
     task = ts[0]
     held = CertifiedAccuracy(task.cert.x, task.cert.y, task.num_outputs, 0.0, classes=task.head)
     ok = held.certified(compute_margins(learner.backend, held, certs[0].domain, "IBP", dtype=torch.float64))

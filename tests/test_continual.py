@@ -14,7 +14,8 @@ from lirpa_lid.certificate import clopper_pearson_lower
 from lirpa_lid.continual import (TrainConfig, average_accuracy, backward_transfer, fit, forgetting, head_logits,
                                  head_loss, head_targets, negative_flip_rate, regulariser, run_continual)
 from lirpa_lid.importance import Bias
-from lirpa_lid.lid import LIDConfig, compute_margins, hard_values
+from lirpa_lid.lid import LIDConfig
+from lirpa_lid.margin import compute_margins, hard_values
 from lirpa_lid.lid_learner import LIDLearner, LIDLearnerConfig, ReplayConfig
 from lirpa_lid.specification import CertifiedAccuracy
 from continual_helpers import misclassified_certified, small_mlp, tasks

@@ -11,7 +11,7 @@ import torch
 from lirpa_lid import bounded_network, load_onnx
 from lirpa_lid.data import data_dir
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.lid import compute_margins
+from lirpa_lid.margin import compute_margins
 from lirpa_lid.vnnlib import Disjunct, VnnlibProperty, parse_vnnlib
 from lirpa_lid.vnnlib_spec import VnnlibSpecification
 
@@ -165,7 +165,7 @@ def test_margins_within_an_enclosing_box_are_sound_for_vnnlib_queries():
     """Reusing margins of a larger weight box: only queries with an open (non-padding) row are bounded
     again, and every reused margin is a lower bound over sampled weights and inputs of the smaller box."""
     from lirpa_lid import Orthotope
-    from lirpa_lid.lid import margins_within
+    from lirpa_lid.margin import margins_within
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3)).double()
     spec = _two_box_spec()
