@@ -20,7 +20,7 @@ from torch import nn
 from lirpa_lid import InputError, bounded_network
 from lirpa_lid.data import data_dir
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid import vnnlib
+from lirpa_lid import vnnlib, vnnlib_syntax
 from lirpa_lid.onnx_io import load_onnx
 from lirpa_lid.vnnlib import Disjunct, VnnlibProperty, parse_vnnlib, write_vnnlib
 
@@ -264,7 +264,7 @@ def test_empty_alternatives_are_dropped_but_not_all_of_them():
 
 
 def test_blow_up_is_capped(monkeypatch):
-    monkeypatch.setattr(vnnlib, "MAX_DISJUNCTS", 100)
+    monkeypatch.setattr(vnnlib_syntax, "MAX_DISJUNCTS", 100)
     ors = [f"(assert (or (<= Y_0 {i}) (<= Y_1 {i}) (<= Y_0 -{i})))\n" for i in range(5)]
     assert len(parse_vnnlib(HEAD + BOX + "".join(ors[:4])).disjuncts) == 3 ** 4
     with pytest.raises(SpecificationError, match=r"line 13: distributing 'and' over 'or' .* 100"):
