@@ -58,3 +58,50 @@ def test_bad_worker_options(argv, message):
         shard_of(parser.parse_args(argv))
     assert shard_of(parser.parse_args(["--shard", "1/3"])) == (1, 3)
     assert shard_of(parser.parse_args([])) is None
+
+
+SCRIPT = '''
+import argparse, sys
+from pathlib import Path
+from lirpa_lid.runs import add_run_options, execute, shard_of
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--out")
+    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    add_run_options(p)
+    args = p.parse_args(argv)
+    shard = shard_of(args)
+    out = Path(args.out)
+
+    def run(job):
+        if job == 3:
+            raise ValueError("three is unlucky")
+        return {"job": job, "shard": args.shard}
+
+    failures = execute(args, argv, __file__, list(range(6)), lambda j: out / f"{j}.json", lambda: run, str,
+                       desc="t", log=lambda m: print(m, file=sys.stderr))
+    if shard is None:
+        (out / "report.txt").write_text(repr(failures))
+    return 1 if failures else 0
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+def test_workers_share_the_jobs_and_a_failing_worker_is_reported(tmp_path):
+    """Two real worker processes of a script: each runs its share (every second job), the worker whose
+    share fails exits non-zero and the parent reports it; the other results are all written."""
+    script = tmp_path / "script.py"
+    script.write_text(SCRIPT)
+    out = tmp_path / "out"
+    out.mkdir()
+    namespace: dict = {"__file__": str(script), "__name__": "script"}
+    exec(compile(SCRIPT, str(script), "exec"), namespace)
+    assert namespace["main"](["--out", str(out), "--workers", "2", "--quiet"]) == 1
+    assert (out / "report.txt").read_text() == \
+        "['worker 1/2 exited with code 1 (see its log above)']"
+    shards = {int(p.stem): json.loads(p.read_text())["shard"] for p in out.glob("*.json")}
+    assert shards == {0: "0/2", 1: "1/2", 2: "0/2", 4: "0/2", 5: "1/2"}
