@@ -212,9 +212,11 @@ def plot(runs, path: Path, bounds, fractions) -> None:
     axes[0].set_title("bias at the paper's best q")
     axes[0].legend(fontsize=8)
     b = bounds[0]
+    counts = set()
     for k, v in enumerate(VARIANTS[1:]):
         stats = [mean_std([r["task2"] for r in select(runs, v, b, q)]) for q in fractions]
         xs = [q for q, st in zip(fractions, stats) if st[2]]
+        counts |= {st[2] for st in stats if st[2]}
         if xs:
             ys = [st[0] for st in stats if st[2]]
             es = [st[1] for st in stats if st[2]]
@@ -224,7 +226,8 @@ def plot(runs, path: Path, bounds, fractions) -> None:
         axes[1].axhline(m, color="C4", ls="--", label="no bias")
     axes[1].set_xlabel("q (look-ahead: frozen fraction; EWC-like: 1 − frozen fraction)")
     axes[1].set_ylabel("task-2 accuracy")
-    axes[1].set_title(f"sweep ({plan_label(b)})")
+    seeds = "" if len(counts) < 2 else f"; {min(counts)}–{max(counts)} seeds per point, see the table"
+    axes[1].set_title(f"sweep ({plan_label(b)}{seeds})")
     axes[1].legend(fontsize=7)
     fig.tight_layout()
     save_figure_atomic(fig, path)
