@@ -45,7 +45,7 @@ from lirpa_lid.files import save_figure_atomic, write_text_atomic
 from lirpa_lid.importance import Bias
 from lirpa_lid.lid import LIDConfig, bound_plan, bound_plans, plan_label
 from lirpa_lid.lid_learner import LIDLearner, LIDLearnerConfig
-from lirpa_lid.runs import add_run_options, execute, shard_of
+from lirpa_lid.runs import add_run_options, execute, is_worker
 from lirpa_lid.split_mnist import make_model, split_mnist_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -279,7 +279,7 @@ def main(argv=None) -> int:
         print(f"--bound: {exc}", file=sys.stderr)
         return 2
     try:
-        shard = shard_of(args)
+        worker = is_worker(args)
     except InputError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -317,7 +317,7 @@ def main(argv=None) -> int:
 
     failures = execute(args, argv, __file__, jobs, path_of, prepare,
                        lambda job: f"{job[0]} q={job[1]} {job[2]} seed {job[3]}", desc="look-ahead runs", log=log)
-    if shard is not None:  # a worker: the parent writes the report
+    if worker:  # the parent writes the report
         return 1 if failures else 0
     runs = [json.loads(p.read_text()) for p in sorted(cache.glob("*.json"))]
     runs = [r for r in runs if r["seed"] in seeds and r["bound"] in bounds and r["variant"] in variants]
