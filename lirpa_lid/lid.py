@@ -87,7 +87,8 @@ class LIDConfig:
     a few bounds per snapshot). ``grow`` > 1 then tries to enlarge every snapshot that meets its
     thresholds: its offsets are scaled by the largest factor in ``[1, grow]`` that still meets every
     threshold (:func:`largest_scale`: a ladder of factors, then ``shrink_steps`` bisection steps),
-    clipped to ``max_width`` and the outer box.
+    clipped to ``max_width`` and the outer box. With float64 evaluation, these searches (and the shrinking
+    of snapshots below a threshold) run in float32 and the factor found is bounded in float64.
     """
 
     iterations: int = 200
@@ -422,6 +423,12 @@ def _base_domain(model: nn.Module, params: Sequence[str] | None, free: Mapping[s
     return base
 
 
+def _search_dtype(dtype: torch.dtype | None) -> torch.dtype | None:
+    """Arithmetic of the factor searches of :func:`largest_scale` when candidates are checked in float64:
+    float32 (convolutions in float64 have no fast CPU kernel); the factor found is bounded in float64."""
+    return torch.float32 if dtype == torch.float64 else None
+
+
 def _make_candidate(domain: Orthotope, iteration: int, values: tuple[float, ...],
                     specs: list[Specification], config: LIDConfig, scale: float, label: str) -> Candidate:
     logvol = float(domain.log_volume())
@@ -446,7 +453,8 @@ def _evaluate_snapshots(backend, specs, snapshots, config, dtype, label,
         if cand.satisfied:
             if config.grow > 1 and float(dom.mean_width()) > 0:
                 grown = largest_scale(backend, specs, dom, method, config.shrink_steps, config.grow,
-                                      batch_size=config.batch_size, dtype=dtype, low=1.0, within=limit)
+                                      batch_size=config.batch_size, dtype=dtype, low=1.0, within=limit,
+                                      search_dtype=_search_dtype(dtype))
                 if grown is not None:
                     cand = _make_candidate(scaled_box(dom, grown[0], limit), iteration, grown[1], specs,
                                            config, grown[0], label)
@@ -454,7 +462,7 @@ def _evaluate_snapshots(backend, specs, snapshots, config, dtype, label,
             continue
         rejected.append(cand)
         shrunk = largest_scale(backend, specs, dom, method, config.shrink_steps, known=margins,
-                               batch_size=config.batch_size, dtype=dtype)
+                               batch_size=config.batch_size, dtype=dtype, search_dtype=_search_dtype(dtype))
         if shrunk is not None and shrunk[0] > 0:
             small = dom.scaled(shrunk[0])
             if float(small.mean_width()) > 0:

@@ -83,7 +83,8 @@ def largest_scale(backend: BoundBackend, specs: Sequence[Specification], domain:
                   method: BoundMethod | str, steps: int = 8, high: float = 1.0,
                   known: Sequence[Tensor] | None = None, batch_size: int = 500,
                   dtype: torch.dtype | None = torch.float64, low: float = 0.0,
-                  within: Orthotope | None = None) -> tuple[float, tuple[float, ...]] | None:
+                  within: Orthotope | None = None,
+                  search_dtype: torch.dtype | None = None) -> tuple[float, tuple[float, ...]] | None:
     """Largest tested factor ``s`` in ``(low, high]`` with every hard value of ``domain.scaled(s)`` ≥ its
     threshold, with those values; ``None`` if no tested factor qualifies.
 
@@ -98,8 +99,22 @@ def largest_scale(backend: BoundBackend, specs: Sequence[Specification], domain:
     lies close to the answer. A factor found by bisection is confirmed by one fresh bound of the whole
     set, so the values returned are what anyone re-bounding the domain gets (bounds that are not
     monotone in the box, possible with CROWN's adaptive relaxations, send the search lower).
+
+    ``search_dtype`` (e.g. float32, several times faster than float64 for convolutions on CPU): search in
+    that arithmetic, then bound the factor found once in ``dtype``; the values returned are always those
+    of ``dtype``. Should that bound miss a threshold (margins within rounding of zero), the search is
+    repeated in ``dtype``.
     """
     specs = list(specs)
+    if search_dtype is not None and search_dtype != dtype:
+        found = largest_scale(backend, specs, domain, method, steps, high, known, batch_size, search_dtype, low,
+                              within)
+        if found is None:
+            return None
+        values = hard_values(backend, specs, scaled_box(domain, found[0], within), method, batch_size, dtype)
+        if all(v >= spec.threshold for v, spec in zip(values, specs)):
+            return found[0], values
+        return largest_scale(backend, specs, domain, method, steps, high, known, batch_size, dtype, low, within)
 
     def evaluate(s: float, outer: Sequence[Tensor] | None) -> tuple[list[Tensor], tuple[float, ...], bool]:
         box = scaled_box(domain, s, within)

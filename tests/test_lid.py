@@ -473,6 +473,53 @@ def test_largest_scale_grows_within_a_limit_to_the_exact_factor_with_fewer_bound
     assert largest_scale(net, [spec.with_threshold(0.0)], box, "IBP", high=8.0, low=1.0, within=limit)[0] == 8.0
 
 
+class _LooserInFloat64:
+    """Sound, but its float64 bounds are looser than its float32 ones by ``gap``: a factor found by a
+    float32 search then misses the float64 check."""
+
+    def __init__(self, net, gap):
+        self.net, self.gap, self.dtypes = net, gap, []
+
+    def compute_bounds(self, x, *args, **kwargs):
+        out = self.net.compute_bounds(x, *args, **kwargs)
+        self.dtypes.append((x.dtype, int(x.shape[0])))
+        return type(out)(out.lower - self.gap, out.upper) if x.dtype == torch.float64 else out
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+
+@pytest.mark.parametrize("method", ["IBP", "CROWN"])
+def test_largest_scale_searches_in_float32_and_reports_float64_values(method):
+    """With ``search_dtype=float32`` the factors are searched in float32 and bounded once in float64 (the
+    values returned are float64's and meet the threshold); growth and shrinking find the factor a float64
+    search finds."""
+    model, spec = trained_mlp(), task0_spec()
+    net = _LooserInFloat64(bounded_network(model), 0.0)
+    for box, kwargs in [(Orthotope.around(model, lower=0.02), {"high": 8.0, "low": 1.0}),
+                        (Orthotope.around(model, lower=0.062), {})]:
+        reference = largest_scale(net, [spec], box, method, steps=8, **kwargs)
+        net.dtypes.clear()
+        scale, values = largest_scale(net, [spec], box, method, steps=8, search_dtype=torch.float32, **kwargs)
+        assert abs(scale - reference[0]) <= 2 ** -8 * (kwargs.get("high", 1.0) - kwargs.get("low", 0.0))
+        float64 = [n for dtype, n in net.dtypes if dtype == torch.float64]
+        assert float64 == [len(spec)] and len(net.dtypes) >= 2  # the search in float32, one bound in float64
+        assert values == hard_values(net, [spec], box.scaled(scale), method) and values[0] >= spec.threshold
+
+
+def test_largest_scale_repeats_the_search_in_float64_when_the_float32_factor_misses():
+    model, spec = trained_mlp(), task0_spec()
+    box = Orthotope.around(model, lower=0.02)
+    net = _LooserInFloat64(bounded_network(model), 0.0)
+    exact = largest_scale(net, [spec], box, "IBP", steps=8, high=8.0, low=1.0)
+    net.gap = 0.02
+    assert hard_values(net, [spec], box.scaled(exact[0]), "IBP")[0] < spec.threshold
+    found = largest_scale(net, [spec], box, "IBP", steps=8, high=8.0, low=1.0, search_dtype=torch.float32)
+    assert found is not None and found == largest_scale(net, [spec], box, "IBP", steps=8, high=8.0, low=1.0)
+    assert found[1] == hard_values(net, [spec], box.scaled(found[0]), "IBP")
+    assert found[1][0] >= spec.threshold and 1 < found[0] < exact[0]
+
+
 def test_bound_plans_and_their_labels():
     assert bound_plan("ibp") == {"method": "IBP"}
     assert bound_plan("IBP+CROWN") == {"method": "IBP", "certify_method": "CROWN", "grow": 4.0}
