@@ -29,7 +29,8 @@ REPEATS = 5
 LIRPA_CROWN_CHUNK = 16  # plain auto_LiRPA CROWN runs out of 24 GB at batch 256: measured in chunks
 
 
-def _machine() -> str:
+def _machine(threads: int = THREADS) -> str:
+    """CPU, cores, torch threads and versions, for the header of a results table."""
     cpu = "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -40,7 +41,7 @@ def _machine() -> str:
         pass
     import torch
     from lirpa_lid import autolirpa
-    return (f"{cpu}, {os.cpu_count()} cores, {THREADS} torch threads, Python {platform.python_version()}, "
+    return (f"{cpu}, {os.cpu_count()} cores, {threads} torch thread(s), Python {platform.python_version()}, "
             f"torch {torch.__version__}, auto_LiRPA {autolirpa.source_version()}")
 
 
