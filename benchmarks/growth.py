@@ -1,6 +1,8 @@
-"""Cost of growing LID snapshots (``LIDConfig.grow``): the factor search in float64 versus in float32 with
-one float64 bound of the factor found (what :func:`lirpa_lid.lid.compute_lid` does with float64
-evaluation), measured side by side in one run on the paper's Split-MNIST CNN.
+"""Cost of growing LID snapshots: the factor search in float64 vs in float32, side by side on the paper's CNN.
+
+``LIDConfig.grow`` enlarges certified snapshots by a search on their scale factor; with float64 evaluation
+:func:`lirpa_lid.lid.compute_lid` runs that search in float32 and bounds the factor found once in
+float64. This measures both searches in one run on the paper's Split-MNIST CNN.
 
 Setup: the CNN and 400-item specification of ``cnn_lid_time.py`` (seed 0); an IBP LID of 60 iterations
 with a snapshot every 20 (float32 evaluation, so the snapshots are the raw IBP boxes); each snapshot is
