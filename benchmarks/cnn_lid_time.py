@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from bounds import _machine
 from lirpa_lid.continual import fit
 from lirpa_lid.lid import LIDConfig, bound_plan, compute_lid
 from lirpa_lid.lid_learner import PAPER_TRAIN
@@ -84,9 +84,8 @@ def main(argv=None) -> int:
         lines.append(f"| {r['method']} | {r['iterations']} | {r['seconds']:.1f} | {r['seconds_per_iteration']:.3f} | "
                      f"{full} | {GOAL_SECONDS:g} | {r['mean_width']:.4g} | {r['hard']:.3f} ({r['tau']:.3f}) | "
                      f"{r['load_average']:.1f} |")
-    lines += ["", f"Paper CNN (6,179 parameters, all in the domain), 400 LID items, full batch; torch "
-              f"{torch.__version__}, {args.threads} thread(s), {platform.processor() or platform.machine()}, "
-              f"{os.cpu_count()} logical CPUs, shared with other jobs (times are noisy). Includes the float64 "
+    lines += ["", f"Paper CNN (6,179 parameters, all in the domain), 400 LID items, full batch; machine: "
+              f"{_machine(args.threads)}; the load column says whether other jobs shared it. Includes the float64 "
               "evaluation of every snapshot. Goal: the paper's ≈ 13 s (GPU)."]
     table = "\n".join(lines) + "\n"
     out = Path(args.out)
