@@ -129,10 +129,11 @@ def execute(args: argparse.Namespace, argv: Sequence[str] | None, script: str | 
     """What a reproduction's ``main`` does with its jobs: nothing with ``--report-only``; with
     ``--workers N > 1`` start N workers of ``script`` (same ``argv``, default ``sys.argv[1:]``); otherwise
     (also inside a worker) run them here with the run function that ``prepare()`` returns (it loads the
-    data: only processes that run jobs pay for it). Returns the failures."""
+    data: only processes that run jobs pay for it). The caller has checked ``--workers`` with
+    :func:`is_worker` before preparing anything. Returns the failures."""
     if args.report_only:
         return []
-    worker = is_worker(args)
+    worker = bool(args.worker)
     if args.workers > 1 and not worker:
         return run_in_workers(script, sys.argv[1:] if argv is None else argv, args.workers, jobs, path_of,
                               desc=desc, quiet=args.quiet)
