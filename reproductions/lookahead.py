@@ -163,18 +163,19 @@ def markdown(runs, s: Settings, bounds, fractions) -> str:
                          f"{fmt([r['lid_mean_width'] for r in sel], 4)} | {fmt([r['frozen_elements'] for r in sel], 0)} | "
                          f"{fmt([r['task1_final'] for r in sel])} | {fmt([r['task1_certificate'] for r in sel])} | "
                          f"{fmt([r['lid_seconds'] for r in sel], 0)} |")
-    for b in bounds:
-        sweep = [r for r in runs if r["bound"] == b and r["variant"] != "none"]
-        if len({r["q"] for r in sweep}) < 3:  # only the best-q points: no sweep was run
-            continue
-        lines += ["", f"## Sweep of the frozen proportion q ({plan_label(b)}): task-2 accuracy", "",
-                  "| variant | " + " | ".join(f"q={q:g}" for q in fractions) + " |",
-                  "|---|" + "---|" * len(fractions)]
-        for v in VARIANTS[1:]:
-            lines.append(f"| {LABELS[v]} | " + " | ".join(fmt([r["task2"] for r in select(runs, v, b, q)])
-                                                        for q in fractions) + " |")
-        lines.append("| no bias (q-independent) | " + " | ".join([fmt([r["task2"] for r in select(runs, "none", b)])]
-                                                                  * len(fractions)) + " |")
+    swept = sweep_bounds(runs, bounds)
+    if swept:
+        lines += ["", "## Sweep of the frozen proportion q: task-2 accuracy", "",
+                  "The paper gives numbers only for the first table's points (its figure: look-ahead peaks near "
+                  "q = 0.825 and falls to ≈ 0.05 at 0.95).", "",
+                  "| variant | bound | paper | " + " | ".join(f"q={q:g}" for q in fractions) + " |",
+                  "|---|---|---|" + "---|" * len(fractions)]
+        for v in VARIANTS:
+            paper = f"{PAPER[v]:.3f}" + (" (all q)" if v == "none" else f" (q={BEST_Q[v]:g})")
+            for b in swept:
+                cells = ([fmt([r["task2"] for r in select(runs, v, b)])] * len(fractions) if v == "none" else
+                         [fmt([r["task2"] for r in select(runs, v, b, q)]) for q in fractions])
+                lines.append(f"| {LABELS[v]} | {plan_label(b)} | {paper} | " + " | ".join(cells) + " |")
     lines += ["", "## Setup and deviations", "",
               f"* Model: {'paper CNN (6,179 parameters)' if s.arch == 'cnn' else 'MLP 784-100-10'}; training items per task "
               f"capped at {s.n_train or 'all'} (paper: all; CPU budget); LID on {s.n_lid} items of a validation split, "
@@ -191,12 +192,17 @@ def markdown(runs, s: Settings, bounds, fractions) -> str:
     return "\n".join(lines)
 
 
+def sweep_bounds(runs, bounds) -> list[str]:
+    """The bound plans for which a sweep was run (runs at three or more q, not only the best-q points)."""
+    return [b for b in bounds if len({r["q"] for r in runs if r["bound"] == b and r["variant"] != "none"}) >= 3]
+
+
 def plot(runs, path: Path, bounds, fractions) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.5))
     width = 0.8 / max(1, len(bounds) + 1)
     for i, v in enumerate(VARIANTS):
         axes[0].bar(i - width * len(bounds) / 2, PAPER[v], width, color="lightgrey", edgecolor="black",
@@ -211,24 +217,30 @@ def plot(runs, path: Path, bounds, fractions) -> None:
     axes[0].set_ylabel("task-2 accuracy")
     axes[0].set_title("bias at the paper's best q")
     axes[0].legend(fontsize=8)
-    b = bounds[0]
+    swept = sweep_bounds(runs, bounds) or bounds[:1]
     counts = set()
+    for j, b in enumerate(swept):
+        suffix = "" if len(swept) == 1 else f" ({plan_label(b)})"
+        style = {"ls": "-", "marker": "o"} if j == 0 else {"ls": ":", "marker": "s", "mfc": "none"}
+        for k, v in enumerate(VARIANTS[1:]):
+            stats = [mean_std([r["task2"] for r in select(runs, v, b, q)]) for q in fractions]
+            xs = [q for q, st in zip(fractions, stats) if st[2]]
+            counts |= {st[2] for st in stats if st[2]}
+            if xs:
+                ys = [st[0] for st in stats if st[2]]
+                es = [st[1] for st in stats if st[2]]
+                axes[1].errorbar(xs, ys, yerr=es, capsize=3, label=LABELS[v] + suffix, color=f"C{k}", **style)
+        m, sd, n = mean_std([r["task2"] for r in select(runs, "none", b)])
+        if n:
+            axes[1].axhline(m, color="C4", ls="--" if j == 0 else ":", label="no bias" + suffix)
     for k, v in enumerate(VARIANTS[1:]):
-        stats = [mean_std([r["task2"] for r in select(runs, v, b, q)]) for q in fractions]
-        xs = [q for q, st in zip(fractions, stats) if st[2]]
-        counts |= {st[2] for st in stats if st[2]}
-        if xs:
-            ys = [st[0] for st in stats if st[2]]
-            es = [st[1] for st in stats if st[2]]
-            axes[1].errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=LABELS[v], color=f"C{k}")
-    m, sd, n = mean_std([r["task2"] for r in select(runs, "none", b)])
-    if n:
-        axes[1].axhline(m, color="C4", ls="--", label="no bias")
+        axes[1].plot([BEST_Q[v]], [PAPER[v]], marker="*", ms=12, color=f"C{k}", mec="black", ls="none",
+                     label="paper" if k == 0 else None)
     axes[1].set_xlabel("q (look-ahead: frozen fraction; EWC-like: 1 − frozen fraction)")
     axes[1].set_ylabel("task-2 accuracy")
-    seeds = "" if len(counts) < 2 else f"; {min(counts)}–{max(counts)} seeds per point, see the table"
-    axes[1].set_title(f"sweep ({plan_label(b)}{seeds})")
-    axes[1].legend(fontsize=7)
+    seeds = "" if len(counts) < 2 else f"\n{min(counts)}–{max(counts)} seeds per point (see the table)"
+    axes[1].set_title(f"sweep ({', '.join(plan_label(b) for b in swept)}){seeds}", fontsize=10)
+    axes[1].legend(fontsize=7, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.15))
     fig.tight_layout()
     save_figure_atomic(fig, path)
     plt.close(fig)

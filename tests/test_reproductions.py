@@ -113,6 +113,33 @@ def test_lookahead_quick_writes_the_comparison(lookahead_quick):
     assert module.main(["--quick", "--workers", "0", "--out", str(tmp_path), "--quiet"]) == 2
 
 
+def test_lookahead_sweep_table_puts_the_bounds_side_by_side(tmp_path):
+    """The sweep section lists every swept bound plan row by row next to the paper's value, and leaves
+    out a plan that has only the best-q points; the plot is written for the same runs."""
+    module = _load("lookahead")
+
+    def run(variant, q, bound, seed, task2):
+        return {"variant": variant, "q": q, "bound": bound, "seed": seed, "task2": task2, "threads": 1, "tau": 0.8,
+                "lid_mean_width": 0.5, "frozen_elements": 0, "task1_final": 0.9, "task1_certificate": 0.7,
+                "lid_seconds": 10.0}
+
+    fractions = [0.5, 0.825, 0.95]
+    runs = [run("none", None, b, s, 0.2 + 0.1 * s) for b in ("IBP", "IBP+CROWN", "CROWN") for s in (0, 1)]
+    runs += [run(v, q, b, s, q / 4 + 0.1 * s) for v in module.VARIANTS[1:] for q in fractions
+             for b in ("IBP", "IBP+CROWN") for s in (0, 1)]
+    runs += [run(v, module.BEST_Q[v], "CROWN", 0, 0.5) for v in module.VARIANTS[1:]]
+    bounds = ["IBP", "IBP+CROWN", "CROWN"]
+    assert module.sweep_bounds(runs, bounds) == ["IBP", "IBP+CROWN"]
+    md = module.markdown(runs, module.Settings(), bounds, fractions)
+    sweep = md.split("## Sweep of the frozen proportion q")[1].split("## Setup")[0]
+    assert "| Fisher look-ahead | IBP | 0.729 (q=0.825) | 0.175 ± 0.071 (n=2) | 0.256 ± 0.071 (n=2) |" in sweep
+    assert "| SI (EWC-like) | IBP → CROWN ×4 | 0.394 (q=0.95) |" in sweep
+    assert "| no bias | IBP | 0.200 (all q) | " + " | ".join(["0.250 ± 0.071 (n=2)"] * 3) + " |" in sweep
+    assert "| CROWN |" not in sweep and sweep.count("\n| ") == 1 + 2 * len(module.VARIANTS)
+    module.plot(runs, tmp_path / "sweep.png", bounds, fractions)
+    assert (tmp_path / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_lookahead_in_two_worker_processes_gives_the_sequential_runs(lookahead_quick, tmp_path):
     """``--workers 2``: two processes of the script share the pending runs; their cached results are the
     sequential run's (same seeds, one thread each) up to the timings, and the parent writes the report."""
