@@ -1,4 +1,5 @@
-"""Shared pytest settings: tests run on one torch thread (see ``one_thread``)."""
+"""Shared pytest settings: tests run on one torch thread (see ``one_thread``) from a fixed seed
+(``seeded``)."""
 import pytest
 import torch
 
@@ -12,3 +13,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test starts from torch's generator at seed 0, so a test that draws without its own
+    generator is still deterministic (and independent of the tests that ran before it)."""
+    torch.manual_seed(0)

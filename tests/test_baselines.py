@@ -49,17 +49,29 @@ def test_agem_projection_is_never_against_the_reference_gradient(seed):
 
 
 def test_distillation_is_minimal_when_the_new_model_agrees_with_the_old():
-    old = torch.randn(8, 10)
-    new = old.clone().requires_grad_()
-    for restrict, classes in ((True, (2, 7)), (False, (2, 7))):
+    """A cross-entropy of the old predictions with the new ones (Gibbs: smallest, with zero gradient, at
+    new = old) — over the old head's classes (``restrict``) or over all outputs; over all outputs with
+    the other classes' logits far below, it is the restricted one."""
+    gen = torch.Generator().manual_seed(0)
+    old = torch.randn(8, 10, generator=gen)
+    for restrict, classes in ((True, (2, 7)), (False, tuple(range(10)))):
+        new = old.clone().requires_grad_()
         loss = distillation_loss(new, old, classes, 2.0, restrict)
         (grad,) = torch.autograd.grad(loss, new)
-        if restrict:  # cross-entropy of p with itself: its gradient vanishes
-            assert grad.abs().max() < 1e-6
-            p = F.softmax(old[:, [2, 7]] / 2, -1)
-            assert float(loss.detach()) == pytest.approx(float(-(p * p.log()).sum()), rel=1e-5)
-        assert float(distillation_loss(old + 3 * torch.randn(8, 10), old, classes, 2.0, restrict)) > float(loss) - 1e-6 \
-            or not restrict
+        assert grad.abs().max() < 1e-6
+        p = F.softmax(old[:, list(classes)] / 2, -1)
+        assert loss.item() == pytest.approx((-(p * p.log()).sum()).item(), rel=1e-5)
+        for _ in range(5):
+            other = old + 3 * torch.randn(8, 10, generator=gen)
+            assert distillation_loss(other, old, classes, 2.0, restrict).item() > loss.item()
+    others = [c for c in range(10) if c not in (2, 7)]
+    low_old, low_new = old.clone(), old + torch.randn(8, 10, generator=gen)
+    low_old[:, others] = low_new[:, others] = -1e4
+    assert distillation_loss(low_new, low_old, (2, 7), 2.0, False).item() == \
+        pytest.approx(distillation_loss(low_new, low_old, (2, 7), 2.0, True).item(), rel=1e-6)
+    new = old + torch.randn(8, 10, generator=gen)  # the other classes count when they are not negligible
+    assert distillation_loss(new, old, (2, 7), 2.0, False).item() != \
+        pytest.approx(distillation_loss(new, old, (2, 7), 2.0, True).item(), rel=1e-2)
 
 
 def test_lwf_and_ewc_keep_task_0_better_than_fine_tuning_in_til():
