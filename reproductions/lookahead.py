@@ -46,7 +46,7 @@ from lirpa_lid.importance import Bias
 from lirpa_lid.lid import LIDConfig, bound_plan, bound_plans, plan_label
 from lirpa_lid.lid_learner import LIDLearner, LIDLearnerConfig
 from lirpa_lid.runs import add_run_options, execute, is_worker
-from lirpa_lid.split_mnist import make_model, split_mnist_tasks
+from lirpa_lid.split_mnist import DEFAULT_BOUND_PLANS, make_model, split_mnist_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("none", "fisher-lookahead", "si-lookahead", "fisher", "si")
@@ -251,13 +251,14 @@ def parse(argv):
     p.add_argument("--quick", action="store_true", help="tiny data, 1 seed, few iterations, no sweep")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default 5; quick 1)")
     p.add_argument("--seed-offset", type=int, default=5, help="first seed (the paper used 5–14)")
-    p.add_argument("--bound", default="IBP,CROWN",
+    p.add_argument("--bound", default=None,
                    help="bound plans: METHOD or SHAPE+CERTIFY (e.g. IBP+CROWN: optimise with IBP, certify and "
-                        "grow ×4 with CROWN)")
+                        "grow ×4 with CROWN); default IBP,IBP+CROWN on the CNN, IBP,CROWN on the MLP")
     p.add_argument("--variants", "--methods", dest="variants", default=",".join(VARIANTS))
     p.add_argument("--fractions", default=",".join(map(str, FRACTIONS)))
     p.add_argument("--no-sweep", action="store_true", help="only the paper's best q per variant")
-    p.add_argument("--sweep-bounds", default="IBP", help="bound methods for which the sweep runs (default IBP)")
+    p.add_argument("--sweep-bounds", default=None,
+                   help="bound plans (of --bound) for which the sweep runs (default: all of them)")
     p.add_argument("--arch", choices=("cnn", "mlp"), default=None, help="default: cnn (quick: mlp)")
     p.add_argument("--lid-batch", type=int, default=None, help="LID minibatch (default: full batch, as the paper)")
     p.add_argument("--eval-dtype", choices=("float64", "float32"), default=None,
@@ -286,7 +287,7 @@ def main(argv=None) -> int:
         print(f"unknown variant(s) {[v for v in variants if v not in VARIANTS]}; choose from {VARIANTS}", file=sys.stderr)
         return 2
     try:
-        bounds = bound_plans(args.bound)
+        bounds = bound_plans(args.bound or DEFAULT_BOUND_PLANS[s.arch])
     except InputError as exc:
         print(f"--bound: {exc}", file=sys.stderr)
         return 2
@@ -299,7 +300,7 @@ def main(argv=None) -> int:
     n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 5)
     seeds = list(range(args.seed_offset, args.seed_offset + n_seeds))
     sweep = not (args.no_sweep or args.quick)
-    sweep_bounds = [b for b in args.sweep_bounds.split(",") if b in bounds]
+    sweep_bounds = bounds if args.sweep_bounds is None else [b for b in args.sweep_bounds.split(",") if b in bounds]
     out = Path(args.out) if args.out else RESULTS
     name = "lookahead_quick" if args.quick else ("lookahead" if s.arch == "cnn" else f"lookahead_{s.arch}")
     cache = out / "runs" / f"{name}-{s.digest()}"

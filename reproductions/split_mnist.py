@@ -44,7 +44,7 @@ from lirpa_lid.files import save_figure_atomic, write_text_atomic
 from lirpa_lid.lid import LIDConfig, bound_plan, bound_plans, plan_label
 from lirpa_lid.lid_learner import PAPER_TRAIN, LIDLearner, LIDLearnerConfig, ReplayConfig
 from lirpa_lid.runs import add_run_options, execute, is_worker
-from lirpa_lid.split_mnist import SETTINGS, make_model, split_mnist_tasks
+from lirpa_lid.split_mnist import DEFAULT_BOUND_PLANS, SETTINGS, make_model, split_mnist_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("lid", "sgd", "ewc", "lwf", "agem", "icn", "lid-replay")
@@ -226,7 +226,7 @@ def markdown(agg: dict, runs: list[dict], args, s: Settings, bounds: list[str]) 
                          f"{fmt(_col(agg, setting, key, 'cert_bound'))} | "
                          f"{fmt(_col(agg, setting, key, 'seconds'), 0)} |")
     lines += ["", f"## The paper's seed rule: runs whose task-0 accuracy after task 0 is < {PAPER_MIN_TASK0} dropped", "",
-              "Some initialisations of the small CNN never learn under a method's training settings (accuracy at "
+              "Some initialisations of a small network never learn under a method's training settings (accuracy at "
               "chance on every task); the paper discarded such seeds. Same runs as above.", "",
               "| setting | method | final average accuracy, all runs | final average accuracy, paper's rule | runs dropped |",
               "|---|---|---|---|---|"]
@@ -309,9 +309,10 @@ def parse(argv):
     p.add_argument("--seed-offset", type=int, default=0)
     p.add_argument("--settings", default="TIL,CIL,DIL")
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"comma list of {METHODS}")
-    p.add_argument("--bound", default="IBP,CROWN",
+    p.add_argument("--bound", default=None,
                    help="bound plans for the LID learner: METHOD (shape and certify) or SHAPE+CERTIFY (e.g. "
-                        "IBP+CROWN: optimise with IBP, certify and grow the snapshots ×4 with CROWN)")
+                        "IBP+CROWN: optimise with IBP, certify and grow the snapshots ×4 with CROWN); default "
+                        "IBP,IBP+CROWN on the CNN, IBP,CROWN on the MLP")
     p.add_argument("--arch", choices=("cnn", "mlp"), default=None)
     p.add_argument("--n-train", type=int, default=None, help="training items per task (default 2000; quick 300)")
     p.add_argument("--lid-batch", type=int, default=None,
@@ -347,7 +348,7 @@ def main(argv=None) -> int:
         print(f"unknown setting(s)/method(s): {bad}", file=sys.stderr)
         return 2
     try:
-        bounds = bound_plans(args.bound)
+        bounds = bound_plans(args.bound or DEFAULT_BOUND_PLANS[s.arch])
     except InputError as exc:
         print(f"--bound: {exc}", file=sys.stderr)
         return 2

@@ -170,3 +170,23 @@ def test_cli_reproduce_command_if_present(tmp_path):
     code = cli.main(["reproduce", "lookahead", "--quick", "--variants", "none", "--bound", "IBP",
                      "--out", str(tmp_path), "--quiet"])
     assert code == 0 and (tmp_path / "lookahead_quick.md").exists()
+
+
+@pytest.mark.parametrize("script, argv, name", [
+    ("lookahead", [], "lookahead"),
+    ("split_mnist", [], "split_mnist"),
+    ("split_mnist", ["--arch", "mlp"], "split_mnist_mlp"),
+])
+def test_shipped_reports_are_what_the_default_commands_give(script, argv, name, tmp_path):
+    """The committed tables are rebuilt byte for byte from the committed runs by the README's commands
+    with their default bound plans (IBP,IBP+CROWN on the CNN, swept for both; IBP,CROWN on the MLP)."""
+    results = ROOT / "results"
+    caches = [p for p in (results / "runs").glob(f"{name}-*") if p.is_dir()]
+    assert len(caches) == 1, f"expected one run cache for {name}, found {caches}"
+    (tmp_path / "runs").mkdir()
+    for src in caches[0].glob("*.json"):
+        (tmp_path / "runs" / caches[0].name).mkdir(exist_ok=True)
+        (tmp_path / "runs" / caches[0].name / src.name).write_bytes(src.read_bytes())
+    assert _load(script).main([*argv, "--report-only", "--out", str(tmp_path), "--quiet"]) == 0
+    assert (tmp_path / f"{name}.md").read_text() == (results / f"{name}.md").read_text()
+    assert json.loads((tmp_path / f"{name}.json").read_text()) == json.loads((results / f"{name}.json").read_text())
