@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -183,10 +184,7 @@ def test_shipped_reports_are_what_the_default_commands_give(script, argv, name, 
     results = ROOT / "results"
     caches = [p for p in (results / "runs").glob(f"{name}-*") if p.is_dir()]
     assert len(caches) == 1, f"expected one run cache for {name}, found {caches}"
-    (tmp_path / "runs").mkdir()
-    for src in caches[0].glob("*.json"):
-        (tmp_path / "runs" / caches[0].name).mkdir(exist_ok=True)
-        (tmp_path / "runs" / caches[0].name / src.name).write_bytes(src.read_bytes())
+    shutil.copytree(caches[0], tmp_path / "runs" / caches[0].name)
     assert _load(script).main([*argv, "--report-only", "--out", str(tmp_path), "--quiet"]) == 0
     assert (tmp_path / f"{name}.md").read_text() == (results / f"{name}.md").read_text()
     assert json.loads((tmp_path / f"{name}.json").read_text()) == json.loads((results / f"{name}.json").read_text())
