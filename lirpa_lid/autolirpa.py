@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from .bounds import (AlphaOptions, BoundMethod, Bounds, InputBox, check_batch, check_model_finite,
                      spec_matrix)
-from .errors import BackendError, DomainError
+from .errors import BackendError, DomainError, LirpaLidError
 from .orthotope import Orthotope
 
 #: ``bound_opts`` for every BoundedModule.
@@ -216,6 +216,35 @@ def _apply_param_box_batch_dim() -> Callable[[], None]:
     return _set_attr(cls, "get_input_bounds", get_input_bounds)
 
 
+def _mul_cls():
+    return importlib.import_module("auto_LiRPA.operators").BoundMul
+
+
+def _constant_product_wrong() -> bool:
+    # 0.3: when *both* operands of a Mul/Div are fixed (an unperturbed input times a traced scalar),
+    # `interval_propagate_constant` takes the first operand as the constant *and* as the input and
+    # returns x·x (Div: x/x) — probed on numbers, so a release that fixed it gets no patch
+    original = _mul_cls().__dict__.get("interval_propagate_constant")
+    if original is None:
+        return False
+    three, two = torch.tensor(3.0), torch.tensor(2.0)
+    lower, upper = original.__func__((three, three), (two, two))
+    return not (float(lower) == float(upper) == 6.0)
+
+
+def _apply_constant_product() -> Callable[[], None]:
+    cls = _mul_cls()
+    original = cls.__dict__["interval_propagate_constant"].__func__
+
+    def interval_propagate_constant(*v, op=lambda x, const: x * const):
+        (x_lo, x_hi), (y_lo, y_hi) = v[0], v[1]
+        if x_lo is x_hi and y_lo is y_hi:  # both fixed: the value itself
+            value = op(x_lo, y_lo)
+            return value, value
+        return original(*v, op=op)
+    return _set_attr(cls, "interval_propagate_constant", staticmethod(interval_propagate_constant))
+
+
 PATCHES: list[Patch] = [
     Patch("numpy-arraysetops", "numpy 2 removed numpy.lib.arraysetops (auto_LiRPA 0.3 imports isin)",
           "pre", lambda: _is_release_03() and _arraysetops_missing(), _apply_arraysetops),
@@ -230,6 +259,9 @@ PATCHES: list[Patch] = [
           "ReLU α-CROWN would silently equal CROWN", "post", _relu_alpha_clip_needed, _apply_relu_alpha_clip),
     Patch("parameter-box-batch-dim", "0.3: explicit x_L/x_U on a BoundedParameter mismatch the centre's "
           "batch dimension under CROWN", "post", _param_box_batch_dim_needed, _apply_param_box_batch_dim),
+    Patch("constant-times-constant", "0.3: a Mul/Div of two fixed operands (a fixed input times a traced "
+          "scalar) is bounded as x·x (silently unsound)", "post", _constant_product_wrong,
+          _apply_constant_product),
 ]
 
 
@@ -328,7 +360,8 @@ class LirpaBoundedNetwork:
                 self._bounded = lirpa.BoundedModule(model, torch.zeros_like(x[:1]), bound_opts=dict(BOUND_OPTS),
                                                     device=x.device.type)
         except Exception as exc:
-            raise BackendError(f"auto_LiRPA could not build a bounded module for this model: {exc}") from exc
+            raise BackendError(f"auto_LiRPA could not build a bounded module for this model: {exc}; the native "
+                               "backend (backend='native') may support it") from exc
         self.params, self._input_shape = list(names), tuple(x.shape[1:])
 
     def compute_bounds(self, x: Tensor, domain: Orthotope | None = None, C: Tensor | None = None,
@@ -352,16 +385,36 @@ class LirpaBoundedNetwork:
         Cm = spec_matrix(C, x.shape[0], self._n_out(x), x)
         runner = _Runner(self, x, Cm, method, input_box, bound_upper, alpha)
         centre_radius = [boxes[n][0] for n in self.params] + [boxes[n][1] for n in self.params]
-        if torch.is_grad_enabled() and any(t.requires_grad for t in centre_radius):
-            lb, ub = _BoxBounds.apply(runner, *centre_radius)
-        else:
-            with torch.no_grad():
-                lb, ub = runner.run(centre_radius, need_graph=False)
+        with _reported_as_backend_error(method, input_box):
+            if torch.is_grad_enabled() and any(t.requires_grad for t in centre_radius):
+                lb, ub = _BoxBounds.apply(runner, *centre_radius)
+            else:
+                with torch.no_grad():
+                    lb, ub = runner.run(centre_radius, need_graph=False)
         return Bounds(lb, ub if bound_upper else None)
 
     def _n_out(self, x: Tensor) -> int:
+        dtype = next((p.dtype for p in self.model.parameters()), x.dtype)
         with torch.no_grad():
-            return int(self.model(x[:1]).flatten(1).shape[1])
+            return int(self.model(x[:1].to(dtype)).flatten(1).shape[1])
+
+
+@contextlib.contextmanager
+def _reported_as_backend_error(method: BoundMethod, input_box: InputBox | None):
+    """auto_LiRPA's own failures (shape mismatches, assertions, unsupported operators in some method)
+    become one :class:`BackendError` naming the method and pointing to the native backend."""
+    try:
+        yield
+    except LirpaLidError:
+        raise
+    except Exception as exc:
+        where = "with an input box" if input_box is not None else "with a fixed input"
+        raise BackendError(
+            f"auto_LiRPA {version()} cannot compute {method.value} bounds for this model {where} "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'no message'}); this "
+            "combination is not supported by the auto_lirpa backend. The native backend "
+            "(backend='native') bounds chain networks of Linear/Conv2d/ReLU/Tanh/Sigmoid/BatchNorm/"
+            "constant affine layers") from exc
 
 
 class _Runner:

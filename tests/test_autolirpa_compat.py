@@ -238,3 +238,33 @@ def test_convolution_weights_are_refused_with_a_pointer_to_the_native_backend():
     x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
     with pytest.raises(BackendError, match="backend='native'"):
         bounded_network(model, backend="auto_lirpa").compute_bounds(x, Orthotope.around(model, ["0.weight"]))
+
+
+def _scalar_affine_case():
+    """Issue 17, defect 1: a scalar ``ElementwiseAffine`` in front of the boxed layers, fixed inputs."""
+    torch.manual_seed(0)
+    model = nn.Sequential(ElementwiseAffine(torch.tensor(2.0), torch.tensor(-1.0)), nn.Linear(5, 3)).double().eval()
+    x = torch.rand(200, 5, dtype=torch.float64)
+    box = Orthotope.around(model, ["1.weight", "1.bias"], lower=0.0)
+    return model, x, box
+
+
+def test_constant_times_constant_fix(lirpa):
+    """0.3: a Mul of a fixed input by a traced scalar is bounded as x·x — bounds off by up to 1.13 at
+    width 0, and misclassified items certified. With the fix the bounds are the outputs."""
+    name = "constant-times-constant"
+    if not needed(name):
+        pytest.skip("not needed with these versions")
+    model, x, box = _scalar_affine_case()
+    f = model(x).detach()
+
+    def gap() -> float:
+        b = bounded_network(model, box.names, "auto_lirpa").compute_bounds(x, box, method="IBP")
+        return float(torch.maximum(b.lower - f, f - b.upper).max())
+    p = autolirpa.patch(name)
+    p.undo()
+    try:
+        assert gap() > 0.5
+    finally:
+        p.apply()
+    assert gap() <= 1e-12

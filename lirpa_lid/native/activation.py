@@ -100,11 +100,18 @@ class SShapedOp(ActivationOp):
     def interval(self, lo: Tensor, hi: Tensor, p: Params) -> tuple[Tensor, Tensor]:
         return self.f(lo), self.f(hi)
 
-    def _tangent_through(self, anchor: Tensor, d_lo: Tensor, d_hi: Tensor, valid_high: bool) -> Tensor:
+    def _tangent_through(self, anchor: Tensor, d_lo: Tensor, d_hi: Tensor, valid_high: bool,
+                         used: Tensor) -> Tensor:
         """Tangent point ``d`` in ``[d_lo, d_hi]`` whose tangent passes through ``(anchor, σ(anchor))``.
 
         ``g(d) = σ(d) + σ'(d)(anchor − d) − σ(anchor)`` is monotone increasing on the interval; the
         valid side is ``g ≥ 0`` (``valid_high``: upper line) or ``g ≤ 0`` (lower line).
+
+        ``used`` marks the elements whose tangent the relaxation selects; only they get the implicit
+        gradient. Elsewhere (degenerate intervals ``d_lo = d_hi``, where ``∂g/∂d = 0``) the Newton
+        correction is made zero *before* the division, so that the value and the gradient of ``d``
+        are finite everywhere: ``torch.where`` later multiplies an unselected element's gradient by 0,
+        and ``0 · inf`` or ``0 · nan`` would be NaN.
         """
         with torch.no_grad():
             a, lo_, hi_ = anchor.detach(), d_lo.detach().clone(), d_hi.detach().clone()
@@ -117,11 +124,17 @@ class SShapedOp(ActivationOp):
             d0 = hi_ if valid_high else lo_
         if not anchor.requires_grad:
             return d0
-        # implicit gradient: value d0, derivative -(∂g/∂anchor)/(∂g/∂d) at d0
+        # implicit gradient: value d0, derivative -(∂g/∂anchor)/(∂g/∂d) at d0, where ∂g/∂d ≠ 0 and
+        # the tangent is used; elsewhere g := 0 over a denominator of 1 (no correction). Without this,
+        # an element with d_lo = d_hi = 0 (interval not crossing zero) has ∂g/∂d = 0, and g / tiny
+        # overflows once |g| > 4, i.e. |anchor| ≳ 5 (Tanh) or ≳ 18 (Sigmoid): newton − newton.detach()
+        # = inf − inf = NaN.
         g = self.f(d0) + self.df(d0) * (anchor - d0) - self.f(anchor)
         eps = torch.finfo(d0.dtype).tiny
         dd = self._d2f(d0) * (anchor.detach() - d0)
-        dd = torch.where(dd.abs() > eps, dd, torch.full_like(dd, eps))
+        implicit = used & (dd.abs() > eps)
+        g = torch.where(implicit, g, torch.zeros_like(g))
+        dd = torch.where(implicit, dd, torch.ones_like(dd))
         newton = d0 - g / dd
         return d0 + (newton - newton.detach())
 
@@ -143,11 +156,11 @@ class SShapedOp(ActivationOp):
         # crossing zero: upper tangent at d ≥ 0 through (l, σ(l)), lower tangent at d ≤ 0 through (u, σ(u))
         cross = (lo < 0) & (hi > 0) & ~tiny
         g_at_u = f_hi + self.df(hi) * (lo - hi) - f_lo   # ≥ 0: a valid tangent point exists in [0, u]
-        d_up = self._tangent_through(lo, zero, torch.where(cross, hi, zero), valid_high=True)
         up_tangent = cross & (g_at_u >= 0)
+        d_up = self._tangent_through(lo, zero, torch.where(cross, hi, zero), True, used=up_tangent)
         h_at_l = f_lo + self.df(lo) * (hi - lo) - f_hi   # ≤ 0: a valid tangent point exists in [l, 0]
-        d_low = self._tangent_through(hi, torch.where(cross, lo, zero), zero, valid_high=False)
         low_tangent = cross & (h_at_l <= 0)
+        d_low = self._tangent_through(hi, torch.where(cross, lo, zero), zero, False, used=low_tangent)
         ku_t, kl_t = self.df(d_up), self.df(d_low)
         bu_t, bl_t = self.f(d_up) - ku_t * d_up, self.f(d_low) - kl_t * d_low
 

@@ -93,11 +93,13 @@ def build_chain(model: nn.Module, input_shape: tuple[int, ...]) -> list[Op]:
     constants: dict[fx.Node, Tensor] = {}
     ops: list[Op] = []
 
-    def const_value(arg) -> Tensor | float | None:
+    def const_value(arg) -> Tensor | None:
+        """A constant operand in the model's dtype (a Python number is what torch applies to a tensor
+        of that dtype)."""
         if isinstance(arg, (int, float)):
-            return float(arg)
-        if isinstance(arg, fx.Node) and arg in constants:
-            return constants[arg]
+            return torch.tensor(float(arg), dtype=example.dtype)
+        if isinstance(arg, fx.Node) and isinstance(constants.get(arg), Tensor):
+            return constants[arg].to(example.dtype)
         return None
 
     for node in gm.graph.nodes:
@@ -124,6 +126,21 @@ def build_chain(model: nn.Module, input_shape: tuple[int, ...]) -> list[Op]:
             ops.append(op)
         current = node
     return ops
+
+
+def _arith_op(name: str, kind: str, c: Tensor, input_first: bool) -> AffineOp:
+    """``x ∘ c`` (``input_first``) or ``c ∘ x`` as an :class:`AffineOp` that repeats the model's own
+    floating-point operation (``x − c`` as ``x·1 + (−c)``, ``c − x`` as ``x·(−1) + c``: both exact)."""
+    one, zero = torch.ones_like(c), torch.zeros_like(c)
+    if kind == "div":
+        if bool((c == 0).any()):
+            raise ModelError(f"node {name!r}: division by a constant that contains zero")
+        return AffineOp(name, one, zero, divisor=c)
+    if kind == "add":
+        return AffineOp(name, one, c)
+    if kind == "mul":
+        return AffineOp(name, c, zero)
+    return AffineOp(name, one, -c) if input_first else AffineOp(name, -one, c)
 
 
 def _make_op(node: fx.Node, modules: dict[str, nn.Module], current: fx.Node, const_value) -> Op | None:
@@ -157,19 +174,12 @@ def _make_op(node: fx.Node, modules: dict[str, nn.Module], current: fx.Node, con
             return None
         return ReshapeOp(name, _shape(current), _shape(node))
     kind = _ARITH.get(target)
-    if kind is not None and len(node.args) == 2:
+    if kind is not None and len(node.args) == 2 and not node.kwargs:  # alpha=, rounding_mode=: not affine maps
         a, b = node.args
         if a is current and const_value(b) is not None:
-            c = const_value(b)
-            if kind == "div" and bool(torch.as_tensor(c == 0).any()):
-                raise ModelError(f"node {name!r}: division by a constant that contains zero")
-            scale, shift = {"add": (1.0, c), "sub": (1.0, -c), "mul": (c, 0.0), "div": (1.0 / c, 0.0)}[kind]
-        elif b is current and const_value(a) is not None and kind in ("add", "sub", "mul"):
-            c = const_value(a)
-            scale, shift = {"add": (1.0, c), "sub": (-1.0, c), "mul": (c, 0.0)}[kind]
-        else:
-            raise ModelError(f"node {name!r}: {kind} is only supported with a constant operand")
-        scale, shift = torch.as_tensor(scale), torch.as_tensor(shift)
-        return AffineOp(name, scale, shift)
+            return _arith_op(name, kind, const_value(b), input_first=True)
+        if b is current and const_value(a) is not None and kind in ("add", "sub", "mul"):
+            return _arith_op(name, kind, const_value(a), input_first=False)
+        raise ModelError(f"node {name!r}: {kind} is only supported with a constant operand")
     raise ModelError(f"node {name!r} ({node.op} {getattr(target, '__name__', target)}) is not supported by "
                      "the native backend; use backend='auto_lirpa'")

@@ -170,12 +170,14 @@ class _AffineStep:
 
     def __init__(self, op: AffineOp, lo: Tensor, grid: _Grid):
         one = (1, *lo.shape[1:])  # constants broadcast against one row, as in AffineOp.backward
-        scale, shift = (torch.broadcast_to(t.to(lo.dtype), one) for t in (op.scale, op.shift))
-        self.grid, self.laid = grid, grid.layout([scale, shift])
+        self.divides = op.divisor is not None
+        factor = op.divisor if self.divides else op.scale
+        factor, shift = (torch.broadcast_to(t.to(lo.dtype), one) for t in (factor, op.shift))
+        self.grid, self.laid = grid, grid.layout([factor, shift])
 
     def __call__(self, A: Tensor, const: Tensor, rows: Rows) -> tuple[Tensor, Tensor]:
-        scale, shift = self.grid.windows(self.laid, rows, 2)
-        return A * scale, const + (A * shift).sum(0)
+        factor, shift = self.grid.windows(self.laid, rows, 2)
+        return (A / factor if self.divides else A * factor), const + (A * shift).sum(0)
 
 
 class _ConvStep:
