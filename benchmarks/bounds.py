@@ -40,7 +40,7 @@ def _machine(threads: int = THREADS) -> str:
     except OSError:
         pass
     import torch
-    from lirpa_lid import autolirpa
+    from lirpa_lid.bounds.auto_lirpa import compat as autolirpa
     return (f"{cpu}, {os.cpu_count()} cores, {threads} torch thread(s), Python {platform.python_version()}, "
             f"torch {torch.__version__}, auto_LiRPA {autolirpa.source_version()}")
 

@@ -8,7 +8,7 @@ dual lr 0.01, snapshot every 20, full batch). Timed: the whole ``compute_lid`` c
 the final float64 evaluation of the 10 snapshots), per bound method.
 
 ``--methods`` takes bound plans (``IBP``, ``CROWN``, ``IBP+CROWN``: optimised with IBP, snapshots
-certified and grown ×4 by CROWN; :func:`lirpa_lid.lid.bound_plan`) and prints the time ratio of each
+certified and grown ×4 by CROWN; :func:`lirpa_lid.lid.solve.bound_plan`) and prints the time ratio of each
 to the first, measured in the same run.
 ``--iterations N`` (< 200), or ``METHOD:N`` in ``--methods``, times N iterations and also reports the
 per-iteration time × 200 as an *extrapolation* (marked as such). Usage: ``python
@@ -28,11 +28,12 @@ from pathlib import Path
 import torch
 
 from bounds import _machine
-from lirpa_lid.continual import fit
-from lirpa_lid.lid import LIDConfig, bound_plan, compute_lid
-from lirpa_lid.lid_learner import PAPER_TRAIN
-from lirpa_lid.specification import CertifiedAccuracy, threshold_from_accuracy
-from lirpa_lid.split_mnist import paper_cnn, split_mnist_tasks
+from lirpa_lid.continual.training import fit
+from lirpa_lid.lid.solve import LIDConfig, bound_plan, compute_lid
+from lirpa_lid.continual.lid_learner import PAPER_TRAIN
+from lirpa_lid.specification.accuracy import CertifiedAccuracy
+from lirpa_lid.specification.base import threshold_from_accuracy
+from lirpa_lid.continual.tasks import paper_cnn, split_mnist_tasks
 
 OUT = Path(__file__).resolve().parents[1] / "reproductions" / "results"
 GOAL_SECONDS = 13.0

@@ -1,7 +1,7 @@
 """Cost of growing LID snapshots: the factor search in float64 vs in float32, side by side on the paper's CNN.
 
 ``LIDConfig.grow`` enlarges certified snapshots by a search on their scale factor; with float64 evaluation
-:func:`lirpa_lid.lid.compute_lid` runs that search in float32 and bounds the factor found once in
+:func:`lirpa_lid.lid.solve.compute_lid` runs that search in float32 and bounds the factor found once in
 float64. This measures both searches in one run on the paper's Split-MNIST CNN.
 
 Setup: the CNN and 400-item specification of ``cnn_lid_time.py`` (seed 0); an IBP LID of 60 iterations
@@ -30,7 +30,7 @@ from bounds import _machine
 from cnn_lid_time import trained_model
 from lirpa_lid import bounded_network
 from lirpa_lid.files import write_text_atomic
-from lirpa_lid.lid import LIDConfig, compute_lid
+from lirpa_lid.lid.solve import LIDConfig, compute_lid
 from lirpa_lid.margin import largest_scale
 
 RESULTS = Path(__file__).resolve().parent / "results"

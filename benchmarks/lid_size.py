@@ -40,11 +40,12 @@ from torch import nn
 
 from lirpa_lid import bounded_network
 from lirpa_lid.datasets import blobs_tasks, load_mnist
-from lirpa_lid.lid import LIDConfig, bound_plan, compute_lid
+from lirpa_lid.lid.solve import LIDConfig, bound_plan, compute_lid
 from lirpa_lid.margin import largest_scale
-from lirpa_lid.specification import CertifiedAccuracy, threshold_from_accuracy
+from lirpa_lid.specification.accuracy import CertifiedAccuracy
+from lirpa_lid.specification.base import threshold_from_accuracy
 
-METHODS = ("IBP", "CROWN", "CROWN-IBP", "IBP+CROWN")  # bound plans (lirpa_lid.lid.bound_plan)
+METHODS = ("IBP", "CROWN", "CROWN-IBP", "IBP+CROWN")  # bound plans (lirpa_lid.lid.solve.bound_plan)
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

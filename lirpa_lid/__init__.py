@@ -1,36 +1,31 @@
 """lirpa_lid: locally invariant domains (certified weight-space regions) for safe model updates.
 
-Built on auto_LiRPA's bound propagation (see ``lirpa_lid.autolirpa``) and on lirpa_lid's own fast
-weight-box bounds (``lirpa_lid.native``).
+Built on auto_LiRPA's bound propagation (``lirpa_lid.bounds.auto_lirpa``) and on lirpa_lid's own fast
+weight-box bounds (``lirpa_lid.bounds.native``). One sub-package per concept; the README's "Layout"
+section says what lives where and which layer may import which.
 """
-from .bounds import AlphaOptions, BoundBackend, BoundMethod, Bounds, InputBox, bounded_network
-from .certificate import (Certificate, Verdict, certify, certify_all, clopper_pearson_lower, recheck,
-                          verify_update)
-from .config import RunConfig, load_config, parse_config
-from .customized import Customized, parse_customized
-from .datasets import blobs_tasks, load_mnist, read_idx
-from .errors import (BackendError, CertificateError, DomainError, InputError, LirpaLidError, ModelError,
-                     SpecificationError)
-from .layers import ElementwiseAffine
-from .lid import Candidate, LIDConfig, LIDResult, bound_plan, compute_lid, compute_lid_pool, method_label
-from .margin import compute_margins, largest_scale, margins_within
-from .loading import Problem, build_problem, load_spec
-from .native import NativeBoundedNetwork
-from .onnx_io import OnnxNetwork, load_onnx, save_onnx
-from .orthotope import Orthotope
-from .pipeline import Outcome, read_instances, run_problem, write_outcome
-from .projection import Projection, ProjectedOptimizer, batch_loss, project, project_
-from .specification import BoundQuery, CertifiedAccuracy, Specification, threshold_from_accuracy
-from .vnnlib import Disjunct, InputGroup, VnnlibProperty, parse_vnnlib, write_vnnlib
-from .vnnlib_spec import VnnlibSpecification
+from lirpa_lid.bounds import AlphaOptions, BoundBackend, BoundMethod, Bounds, InputBox, bounded_network
+from lirpa_lid.bounds.native import NativeBoundedNetwork
+from lirpa_lid.certificate import (Certificate, Verdict, certify, certify_all, clopper_pearson_lower, recheck,
+                                   verify_update)
+from lirpa_lid.datasets import blobs_tasks, load_mnist, read_idx
+from lirpa_lid.domains import Orthotope, ProjectedOptimizer, Projection, batch_loss, project, project_
+from lirpa_lid.errors import (BackendError, CertificateError, DomainError, InputError, LirpaLidError, ModelError,
+                              SpecificationError)
+from lirpa_lid.lid import (Candidate, LIDConfig, LIDResult, bound_plan, compute_lid, compute_lid_pool,
+                           method_label)
+from lirpa_lid.margin import compute_margins, largest_scale, margins_within
+from lirpa_lid.models import ElementwiseAffine, OnnxNetwork, load_onnx, save_onnx
+from lirpa_lid.pipeline import (Customized, Outcome, Problem, RunConfig, build_problem, load_config, load_spec,
+                                parse_config, parse_customized, read_instances, run_problem, write_outcome)
+from lirpa_lid.specification import (BoundQuery, CertifiedAccuracy, Disjunct, InputGroup, Specification,
+                                     VnnlibProperty, VnnlibSpecification, parse_vnnlib, threshold_from_accuracy,
+                                     write_vnnlib)
 # continual learning with certified domains (Split-MNIST, biases, replay, baselines)
-from .baselines import AGEM, EWC, FineTune, IntervalCL, LwF
-from .continual import (ContinualResult, TrainConfig, average_accuracy, backward_transfer, forgetting,
-                        negative_flip_rate, run_continual)
-from .importance import Bias, fisher_diagonal, freeze_mask, si_importance
-from .lid_learner import LIDLearner, LIDLearnerConfig, ReplayConfig
-from .replay import ReplayBuffer
-from .split_mnist import SplitTask, paper_cnn, split_mnist_tasks
+from lirpa_lid.continual import (AGEM, EWC, Bias, ContinualResult, FineTune, IntervalCL, LIDLearner,
+                                 LIDLearnerConfig, LwF, ReplayBuffer, ReplayConfig, SplitTask, TrainConfig,
+                                 average_accuracy, backward_transfer, fisher_diagonal, forgetting, freeze_mask,
+                                 negative_flip_rate, paper_cnn, run_continual, si_importance, split_mnist_tasks)
 
 __version__ = "0.1.0"
 

@@ -1,6 +1,6 @@
 """Offline data sets: MNIST / Fashion-MNIST from IDX files, and the paper's toy blobs tasks.
 
-Nothing is downloaded. MNIST-style files are looked up with :func:`lirpa_lid.data.data_dir`
+Nothing is downloaded. MNIST-style files are looked up with :func:`lirpa_lid.datasets.data_dir`
 (``--data-dir`` option > ``LIRPA_LID_DATA`` > ``../shared/data``).
 """
 from __future__ import annotations
@@ -15,9 +15,38 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import data as _data
-from .data import HOW_TO_GET
-from .errors import InputError
+from lirpa_lid.errors import InputError
+
+ENV_VAR = "LIRPA_LID_DATA"
+
+HOW_TO_GET = ("Put MNIST / Fashion-MNIST (the four IDX .gz files each, in mnist/ and fashion-mnist/) and the "
+              "VNN-COMP 2022 benchmarks (vnncomp2022/acasxu, vnncomp2022/mnist_fc, from the public "
+              "vnncomp2022_benchmarks repository, gunzipped) in one directory and pass it with --data-dir "
+              f"or the {ENV_VAR} environment variable.")
+
+
+def data_dir(override: str | os.PathLike | None = None, must_exist: bool = True) -> Path:
+    """The data directory (see module docstring)."""
+    if override is not None:
+        path = Path(override)
+    elif os.environ.get(ENV_VAR):
+        path = Path(os.environ[ENV_VAR])
+    else:
+        path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if must_exist and not path.is_dir():
+        raise InputError(f"data directory {path} does not exist. {HOW_TO_GET}")
+    return path
+
+
+_data_directory = data_dir  # for functions whose ``data_dir`` argument shadows the function
+
+
+def data_file(*parts: str, override: str | os.PathLike | None = None) -> Path:
+    """A file inside the data directory, with a clear error if it is missing."""
+    path = data_dir(override).joinpath(*parts)
+    if not path.exists():
+        raise InputError(f"data file {path} is missing. {HOW_TO_GET}")
+    return path
 
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"),
               0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -69,7 +98,7 @@ def load_mnist(split: str = "train", kind: str = "mnist",
         raise InputError(f"unknown split {split!r}; choose 'train' or 'test'")
     if kind not in _KINDS:
         raise InputError(f"unknown data set {kind!r}; choose one of {_KINDS}")
-    folder = _data.data_dir(data_dir) / kind
+    folder = _data_directory(data_dir) / kind
     paths = [_find(folder, stem) for stem in _MNIST_FILES[split]]
     missing = [f"{folder / stem}.gz" for stem, p in zip(_MNIST_FILES[split], paths) if p is None]
     if missing:

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .bounds import BoundBackend, BoundMethod
-from .orthotope import Orthotope
-from .specification import BoundQuery, Specification
+from lirpa_lid.bounds.core import BoundBackend, BoundMethod
+from lirpa_lid.domains.orthotope import Orthotope
+from lirpa_lid.specification.base import BoundQuery, Specification
 
 
 def bound_margins(backend: BoundBackend, query: BoundQuery, domain: Orthotope | None,

@@ -14,7 +14,7 @@ Procedure per seed (the paper's ``run_trial``): train the CNN on task 1 (Adam 1e
 lr 0.5, dual lr 0.1, a snapshot every 100, freezing elements by the bias; train task 2 (same
 optimiser) with every step projected onto the closest candidate; report task-2 test accuracy, task-1
 test accuracy, and the task-1 certificate of the candidate in force (held-out items, Clopper–Pearson,
-δ = 0.05). Biases (:class:`lirpa_lid.importance.Bias`, importance on 400 training items):
+δ = 0.05). Biases (:class:`lirpa_lid.continual.importance.Bias`, importance on 400 training items):
 
 * look-ahead — importance on *task 2*'s data, the q least important elements frozen;
 * EWC-like — importance on *task 1*'s data, the most important elements frozen. As in the paper's code
@@ -38,15 +38,15 @@ from pathlib import Path
 
 import torch
 
-from lirpa_lid.continual import TrainConfig, run_continual
+from lirpa_lid.continual.training import TrainConfig, run_continual
 from lirpa_lid.datasets import load_mnist
 from lirpa_lid.errors import InputError
 from lirpa_lid.files import save_figure_atomic, write_text_atomic
-from lirpa_lid.importance import Bias
-from lirpa_lid.lid import LIDConfig, bound_plan, bound_plans, plan_label
-from lirpa_lid.lid_learner import LIDLearner, LIDLearnerConfig
-from lirpa_lid.runs import add_run_options, execute, is_worker
-from lirpa_lid.split_mnist import DEFAULT_BOUND_PLANS, make_model, split_mnist_tasks
+from lirpa_lid.continual.importance import Bias
+from lirpa_lid.lid.solve import LIDConfig, bound_plan, bound_plans, plan_label
+from lirpa_lid.continual.lid_learner import LIDLearner, LIDLearnerConfig
+from lirpa_lid.pipeline.runs import add_run_options, execute, is_worker
+from lirpa_lid.continual.tasks import DEFAULT_BOUND_PLANS, make_model, split_mnist_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("none", "fisher-lookahead", "si-lookahead", "fisher", "si")

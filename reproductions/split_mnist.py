@@ -6,7 +6,7 @@ EWC / LwF / A-GEM; SGD ≈ 0.8 in TIL.
 
 What runs, per setting and seed (same tasks and initial weights for every method):
 
-* ``lid`` — :class:`lirpa_lid.lid_learner.LIDLearner`, once per bound method in ``--bound`` (the paper
+* ``lid`` — :class:`lirpa_lid.continual.lid_learner.LIDLearner`, once per bound method in ``--bound`` (the paper
   used IBP; CROWN is ours). Paper hyperparameters (Adam 1e-3, 5 epochs, batch 64, L2 and "unbias"
   0.01; LID on 400 items, τ = a − 0.12, 200 iterations, primal 0.33, dual 0.01, snapshot every 20,
   ``sample_largest_closest``). Certificates: Clopper–Pearson (δ = 0.05) on *held-out* items of each
@@ -36,15 +36,15 @@ from pathlib import Path
 
 import torch
 
-from lirpa_lid.baselines import AGEM, AGEM_TRAIN, BASELINE_TRAIN, EWC, FineTune, IntervalCL, LwF
-from lirpa_lid.continual import TrainConfig, run_continual
+from lirpa_lid.continual.baselines import AGEM, AGEM_TRAIN, BASELINE_TRAIN, EWC, FineTune, IntervalCL, LwF
+from lirpa_lid.continual.training import TrainConfig, run_continual
 from lirpa_lid.datasets import load_mnist
 from lirpa_lid.errors import InputError
 from lirpa_lid.files import save_figure_atomic, write_text_atomic
-from lirpa_lid.lid import LIDConfig, bound_plan, bound_plans, plan_label
-from lirpa_lid.lid_learner import PAPER_TRAIN, LIDLearner, LIDLearnerConfig, ReplayConfig
-from lirpa_lid.runs import add_run_options, execute, is_worker
-from lirpa_lid.split_mnist import DEFAULT_BOUND_PLANS, SETTINGS, make_model, split_mnist_tasks
+from lirpa_lid.lid.solve import LIDConfig, bound_plan, bound_plans, plan_label
+from lirpa_lid.continual.lid_learner import PAPER_TRAIN, LIDLearner, LIDLearnerConfig, ReplayConfig
+from lirpa_lid.pipeline.runs import add_run_options, execute, is_worker
+from lirpa_lid.continual.tasks import DEFAULT_BOUND_PLANS, SETTINGS, make_model, split_mnist_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METHODS = ("lid", "sgd", "ewc", "lwf", "agem", "icn", "lid-replay")

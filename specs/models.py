@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lirpa_lid.data import data_dir
+from lirpa_lid.datasets import data_dir
 from lirpa_lid.datasets import blobs_tasks, load_mnist
 
 

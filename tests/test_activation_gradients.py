@@ -19,7 +19,7 @@ from torch import nn
 from lirpa_lid import (CertifiedAccuracy, LIDConfig, Orthotope, bounded_network, compute_lid,
                        threshold_from_accuracy)
 from lirpa_lid.margin import compute_margins
-from lirpa_lid.native.activation import SigmoidOp, TanhOp
+from lirpa_lid.bounds.native.activation import SigmoidOp, TanhOp
 from lid_helpers import certified_items, sampled_min_margin
 
 ACTS = {"tanh": (nn.Tanh, TanhOp), "sigmoid": (nn.Sigmoid, SigmoidOp)}

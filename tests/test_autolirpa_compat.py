@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lirpa_lid import BackendError, ElementwiseAffine, Orthotope, bounded_network
-from lirpa_lid import autolirpa
+from lirpa_lid.bounds.auto_lirpa import compat as autolirpa
 from helpers import make_net, random_domain, weight_names
 
 pytestmark = pytest.mark.skipif(autolirpa.source_version() is None, reason="auto_LiRPA is not installed")
@@ -39,7 +39,7 @@ IMPORT_SCRIPT = """
 import sys, warnings
 warnings.filterwarnings("ignore")
 import torch
-from lirpa_lid import autolirpa as a
+from lirpa_lid.bounds.auto_lirpa import compat as a
 for p in a.PATCHES:
     if p.stage == "pre" and p.needed() and p.name != sys.argv[1]:
         p.apply()

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from lirpa_lid import (DomainError, InputBox, InputError, ModelError, Orthotope, bounded_network)
+from lirpa_lid import DomainError, InputBox, InputError, ModelError, Orthotope, bounded_network
 from helpers import make_net
 
 BACKENDS = ["native", "auto_lirpa"]

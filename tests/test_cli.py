@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from lirpa_lid import Certificate, parse_vnnlib
-from lirpa_lid.cli import main
-from lirpa_lid.data import data_dir
+from lirpa_lid.cli.app import main
+from lirpa_lid.datasets import data_dir
 
 HERE = Path(__file__).resolve().parent
 SPECS = HERE.parent / "specs"
@@ -293,8 +293,8 @@ def test_project_and_verify_update_with_state_dicts(blobs_run, tmp_path, capsys)
     cert_file = out / "certificate.json"
     config = SPECS / "blobs_accuracy.yaml"
     cert = Certificate.load(cert_file)
-    from lirpa_lid.config import load_config
-    from lirpa_lid.loading import load_model
+    from lirpa_lid.pipeline.config import load_config
+    from lirpa_lid.pipeline.problems import load_model
     model = load_model(load_config(config)).module
     with torch.no_grad():
         for p in model.parameters():
@@ -345,8 +345,8 @@ def test_reproduce_dispatches_to_main_with_arguments(tmp_path, capsys, monkeypat
 @pytest.mark.parametrize("name", ["acasxu_prop3", "mnist_fc_robustness"])
 def test_shipped_specs_load_and_validate(name):
     """Loading, shapes, data, VNN-LIB parsing and the width-0 value of shipped files (no LID growth)."""
-    from lirpa_lid.config import load_config
-    from lirpa_lid.loading import build_problem
+    from lirpa_lid.pipeline.config import load_config
+    from lirpa_lid.pipeline.problems import build_problem
     _acas()
     problem = build_problem(load_config(SPECS / f"{name}.yaml"))
     assert problem.base_value >= problem.spec.threshold
@@ -367,12 +367,12 @@ def test_shipped_specs_run_end_to_end(tmp_path, name):
 def test_reproductions_are_found_next_to_the_checkout_or_in_the_working_directory(tmp_path, monkeypatch):
     """A non-editable install (as tox makes) has no reproductions/ next to the package: the working
     directory's is used (a checkout installed with ``pip install .``)."""
-    from lirpa_lid import cli
+    from lirpa_lid.cli import app as cli
     monkeypatch.delenv(cli.REPRODUCTIONS_ENV, raising=False)
     assert (cli.reproductions_dir() / "split_mnist.py").is_file()      # this checkout
     installed = tmp_path / "site-packages" / "lirpa_lid"
     installed.mkdir(parents=True)
-    monkeypatch.setattr(cli, "__file__", str(installed / "cli.py"))
+    monkeypatch.setattr(cli, "__file__", str(installed / "cli" / "main.py"))
     work = tmp_path / "work"
     (work / "reproductions").mkdir(parents=True)
     monkeypatch.chdir(work)

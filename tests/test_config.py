@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lirpa_lid.config import RunConfig, load_config, parse_config
+from lirpa_lid.pipeline.config import RunConfig, load_config, parse_config
 from lirpa_lid.errors import SpecificationError
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"

@@ -10,14 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from lirpa_lid import CertificateError, InputError, Orthotope
-from lirpa_lid.certificate import clopper_pearson_lower
-from lirpa_lid.continual import (TrainConfig, average_accuracy, backward_transfer, fit, forgetting, head_logits,
-                                 head_loss, head_targets, negative_flip_rate, regulariser, run_continual)
-from lirpa_lid.importance import Bias
-from lirpa_lid.lid import LIDConfig
+from lirpa_lid.certificate.certify import clopper_pearson_lower
+from lirpa_lid.continual.training import (TrainConfig, average_accuracy, backward_transfer, fit, forgetting,
+                                          head_logits, head_loss, head_targets, negative_flip_rate,
+                                          regulariser, run_continual)
+from lirpa_lid.continual.importance import Bias
+from lirpa_lid.lid.solve import LIDConfig
 from lirpa_lid.margin import compute_margins, hard_values
-from lirpa_lid.lid_learner import LIDLearner, LIDLearnerConfig, ReplayConfig
-from lirpa_lid.specification import CertifiedAccuracy
+from lirpa_lid.continual.lid_learner import LIDLearner, LIDLearnerConfig, ReplayConfig
+from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from continual_helpers import misclassified_certified, small_mlp, tasks
 
 A = [[0.9, 0.1, 0.0],
@@ -195,5 +196,5 @@ def test_replay_recomputes_and_recertifies_every_earlier_task():
 
 def test_lid_learner_errors_name_the_problem():
     with pytest.raises(InputError, match="Linear"):
-        from lirpa_lid.lid_learner import last_linear
+        from lirpa_lid.continual.lid_learner import last_linear
         last_linear(torch.nn.Sequential(torch.nn.ReLU()))

@@ -11,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from lirpa_lid.config import load_config
-from lirpa_lid.customized import Customized, call_data, call_model, parse_customized
+from lirpa_lid.pipeline.config import load_config
+from lirpa_lid.pipeline.customized import Customized, call_data, call_model, parse_customized
 from lirpa_lid.errors import InputError, LirpaLidError, ModelError, SpecificationError
-from lirpa_lid.loading import build_problem, load_spec
+from lirpa_lid.pipeline.problems import build_problem, load_spec
 
 HERE = Path(__file__).resolve().parent
 SPEC = {"type": "lp", "epsilon": 0.05, "norm": float("inf")}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lirpa_lid import InputError
-from lirpa_lid.data import data_dir
+from lirpa_lid.datasets import data_dir
 from lirpa_lid.datasets import blobs_tasks, load_mnist, read_idx
 
 

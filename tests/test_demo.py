@@ -6,8 +6,8 @@ import json
 import pytest
 
 from lirpa_lid import InputError
-from lirpa_lid.certificate import Certificate
-from lirpa_lid.cli import main
+from lirpa_lid.certificate.certify import Certificate
+from lirpa_lid.cli.app import main
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,6 @@ def test_exit_codes(monkeypatch, capsys):
 
     def bad(*a, **k):
         raise InputError("something the user gave is wrong")
-    monkeypatch.setattr("lirpa_lid.demo.run_demo", bad)
+    monkeypatch.setattr("lirpa_lid.pipeline.demo.run_demo", bad)
     assert main(["demo", "--quiet"]) == 2
     assert "something the user gave is wrong" in capsys.readouterr().err

@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from lirpa_lid import InputError
-from lirpa_lid.importance import Bias, fisher_diagonal, free_from_frozen, freeze_mask, importance, si_importance
+from lirpa_lid.continual.importance import (Bias, fisher_diagonal, free_from_frozen, freeze_mask, importance,
+                                            si_importance)
 from continual_helpers import small_mlp, synthetic_data
 
 

@@ -1,4 +1,4 @@
-"""The windowed backward pass (``lirpa_lid.native.window``) gives the dense pass's bounds, soundly.
+"""The windowed backward pass (``lirpa_lid.bounds.native.window``) gives the dense pass's bounds, soundly.
 
 The dense pass (``windowed=False``) is the reference: same relaxations and concretisation, so the two
 agree up to rounding — on the raw backward bounds of every neuron of every windowable node, and on the
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from lirpa_lid import ElementwiseAffine, InputBox
-from lirpa_lid.native import window
-from lirpa_lid.native.network import NativeBoundedNetwork, _Propagation
+from lirpa_lid.bounds.native import window
+from lirpa_lid.bounds.native.network import NativeBoundedNetwork, _Propagation
 from helpers import make_net, random_domain, sampled_outputs, weight_names
 
 TOL = 1e-9  # float64: only rounding separates the two passes, and a sound bound from a sampled output
@@ -219,7 +219,7 @@ def test_dense_kernel_coefficients_equal_unfolded_products(kind, monkeypatch):
     """The dense conv step's kernel coefficients (one grouped convolution per chunk of items) equal the
     definition ``Σ_y A[o, y]·patch(x, y)[c, k]`` from unfolded patches, for every convolution geometry of
     these nets, in one chunk and in chunks of one item."""
-    from lirpa_lid.native import conv
+    from lirpa_lid.bounds.native import conv
     model, shape = _net(kind)
     torch.manual_seed(8)
     x = torch.randn(3, *shape, dtype=torch.float64)

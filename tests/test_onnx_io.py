@@ -13,9 +13,9 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from lirpa_lid import ElementwiseAffine, InputBox, ModelError, NativeBoundedNetwork, Orthotope
-from lirpa_lid.data import data_dir
+from lirpa_lid.datasets import data_dir
 from lirpa_lid.errors import InputError
-from lirpa_lid.onnx_io import OnnxNetwork, load_onnx, save_onnx
+from lirpa_lid.models.onnx import OnnxNetwork, load_onnx, save_onnx
 
 ort = pytest.importorskip("onnxruntime")
 

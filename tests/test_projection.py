@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from lirpa_lid import InputError, Orthotope
-from lirpa_lid.projection import ProjectedOptimizer, batch_loss, project, project_
+from lirpa_lid.domains.projection import ProjectedOptimizer, batch_loss, project, project_
 
 
 def _boxes(seed=0, n=4, shape=(5, 3)):

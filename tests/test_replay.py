@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from lirpa_lid import InputError
-from lirpa_lid.replay import ReplayBuffer
+from lirpa_lid.continual.replay import ReplayBuffer
 
 
 def _items(task, n=50):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from lirpa_lid import InputError
-from lirpa_lid.data import data_dir
+from lirpa_lid.datasets import data_dir
 
 ROOT = Path(__file__).resolve().parents[1] / "reproductions"
 
@@ -161,7 +161,7 @@ def test_lookahead_in_two_worker_processes_gives_the_sequential_runs(lookahead_q
 
 
 def test_cli_reproduce_command_if_present(tmp_path):
-    from lirpa_lid import cli
+    from lirpa_lid.cli import app as cli
     parser = cli.build_parser()
     try:
         parser.parse_args(["reproduce", "lookahead", "--help"])

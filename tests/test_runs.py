@@ -9,7 +9,7 @@ import json
 import pytest
 
 from lirpa_lid import InputError
-from lirpa_lid.runs import add_run_options, claim_path, is_worker, pending, run_jobs
+from lirpa_lid.pipeline.runs import add_run_options, claim_path, is_worker, pending, run_jobs
 
 
 def _square(job: int) -> dict:
@@ -72,7 +72,7 @@ def test_bad_worker_options():
 SCRIPT = '''
 import argparse, os, sys, time
 from pathlib import Path
-from lirpa_lid.runs import add_run_options, execute, is_worker
+from lirpa_lid.pipeline.runs import add_run_options, execute, is_worker
 
 def main(argv=None):
     p = argparse.ArgumentParser()

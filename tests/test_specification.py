@@ -8,7 +8,8 @@ from torch import nn
 
 from lirpa_lid import Orthotope, bounded_network
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.specification import CertifiedAccuracy, as_spec_list, threshold_from_accuracy
+from lirpa_lid.specification.accuracy import CertifiedAccuracy
+from lirpa_lid.specification.base import as_spec_list, threshold_from_accuracy
 
 
 def _spec(n=6, K=4, threshold=0.5, **kw):

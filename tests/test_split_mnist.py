@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lirpa_lid import InputError
-from lirpa_lid.data import data_dir
-from lirpa_lid.split_mnist import digit_pairs, make_model, mlp, paper_cnn, split_mnist_tasks
+from lirpa_lid.datasets import data_dir
+from lirpa_lid.continual.tasks import digit_pairs, make_model, mlp, paper_cnn, split_mnist_tasks
 from continual_helpers import synthetic_data
 
 

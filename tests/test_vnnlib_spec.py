@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from lirpa_lid import bounded_network, load_onnx
-from lirpa_lid.data import data_dir
+from lirpa_lid.datasets import data_dir
 from lirpa_lid.errors import SpecificationError
 from lirpa_lid.margin import compute_margins
-from lirpa_lid.vnnlib import Disjunct, VnnlibProperty, parse_vnnlib
-from lirpa_lid.vnnlib_spec import VnnlibSpecification
+from lirpa_lid.specification.vnnlib.parse import Disjunct, VnnlibProperty, parse_vnnlib
+from lirpa_lid.specification.vnnlib.spec import VnnlibSpecification
 
 BENCH = data_dir(must_exist=False) / "vnncomp2022"
 

@@ -1,4 +1,0 @@
-"""lirpa_lid's own bound propagation over weight boxes (IBP, CROWN, CROWN-IBP, α-CROWN)."""
-from .network import NativeBoundedNetwork
-
-__all__ = ["NativeBoundedNetwork"]
