@@ -14,7 +14,7 @@ from lirpa_lid import Certificate, parse_vnnlib
 from lirpa_lid.cli.app import main
 from lirpa_lid.datasets import data_dir
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 SPECS = HERE.parent / "specs"
 ACAS = data_dir(must_exist=False) / "vnncomp2022" / "acasxu"
 ROBUST = """

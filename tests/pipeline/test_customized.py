@@ -16,7 +16,7 @@ from lirpa_lid.pipeline.customized import Customized, call_data, call_model, par
 from lirpa_lid.errors import InputError, LirpaLidError, ModelError, SpecificationError
 from lirpa_lid.pipeline.problems import build_problem, load_spec
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/
 SPEC = {"type": "lp", "epsilon": 0.05, "norm": float("inf")}
 
 

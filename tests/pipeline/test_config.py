@@ -10,7 +10,7 @@ import pytest
 from lirpa_lid.pipeline.config import RunConfig, load_config, parse_config
 from lirpa_lid.errors import SpecificationError
 
-SPECS = Path(__file__).resolve().parents[1] / "specs"
+SPECS = Path(__file__).resolve().parents[2] / "specs"
 ACAS = {"model": {"onnx_path": "net.onnx"}, "specification": {"vnnlib_path": "prop.vnnlib"}}
 MNIST = {"model": {"name": "mlp(sizes=[784, 10])"}, "data": {"dataset": "MNIST"},
          "specification": {"type": "lp", "epsilon": 0.01}, "lid": {"threshold": 0.5}}

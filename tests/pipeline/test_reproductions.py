@@ -13,7 +13,7 @@ import pytest
 from lirpa_lid import InputError
 from lirpa_lid.datasets import data_dir
 
-ROOT = Path(__file__).resolve().parents[1] / "reproductions"
+ROOT = Path(__file__).resolve().parents[2] / "reproductions"
 
 
 def _have_mnist() -> bool:
