@@ -40,6 +40,7 @@ def _machine(threads: int = THREADS) -> str:
     except OSError:
         pass
     import torch
+
     from lirpa_lid.bounds.auto_lirpa import compat as autolirpa
     return (f"{cpu}, {os.cpu_count()} cores, {threads} torch thread(s), Python {platform.python_version()}, "
             f"torch {torch.__version__}, auto_LiRPA {autolirpa.source_version()}")
@@ -68,6 +69,7 @@ def _network(name: str):
 def worker(net_name: str, backend: str, method: str, grad: bool) -> dict:
     """One measurement in this process: median seconds over REPEATS runs after a warm-up, peak RSS."""
     import torch
+
     from lirpa_lid import Orthotope, bounded_network
     torch.set_num_threads(THREADS)
     model, x, C = _network(net_name)

@@ -26,14 +26,14 @@ import time
 from pathlib import Path
 
 import torch
-
 from bounds import _machine
+
+from lirpa_lid.continual.lid_learner import PAPER_TRAIN
+from lirpa_lid.continual.tasks import paper_cnn, split_mnist_tasks
 from lirpa_lid.continual.training import fit
 from lirpa_lid.lid.solve import LIDConfig, bound_plan, compute_lid
-from lirpa_lid.continual.lid_learner import PAPER_TRAIN
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from lirpa_lid.specification.base import threshold_from_accuracy
-from lirpa_lid.continual.tasks import paper_cnn, split_mnist_tasks
 
 OUT = Path(__file__).resolve().parents[1] / "reproductions" / "results"
 GOAL_SECONDS = 13.0

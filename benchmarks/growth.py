@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 import torch
-
 from bounds import _machine
 from cnn_lid_time import trained_model
+
 from lirpa_lid import bounded_network
 from lirpa_lid.files import write_text_atomic
 from lirpa_lid.lid.solve import LIDConfig, compute_lid

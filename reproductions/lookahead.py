@@ -38,15 +38,15 @@ from pathlib import Path
 
 import torch
 
+from lirpa_lid.continual.importance import Bias
+from lirpa_lid.continual.lid_learner import LIDLearner, LIDLearnerConfig
+from lirpa_lid.continual.tasks import DEFAULT_BOUND_PLANS, make_model, split_mnist_tasks
 from lirpa_lid.continual.training import TrainConfig, run_continual
 from lirpa_lid.datasets import load_mnist
 from lirpa_lid.errors import InputError
 from lirpa_lid.files import save_figure_atomic, write_text_atomic
-from lirpa_lid.continual.importance import Bias
 from lirpa_lid.lid.solve import LIDConfig, bound_plan, bound_plans, plan_label
-from lirpa_lid.continual.lid_learner import LIDLearner, LIDLearnerConfig
 from lirpa_lid.pipeline.runs import add_run_options, execute, is_worker
-from lirpa_lid.continual.tasks import DEFAULT_BOUND_PLANS, make_model, split_mnist_tasks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("none", "fisher-lookahead", "si-lookahead", "fisher", "si")

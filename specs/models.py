@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lirpa_lid.datasets import data_dir
-from lirpa_lid.datasets import blobs_tasks, load_mnist
+from lirpa_lid.datasets import blobs_tasks, data_dir, load_mnist
 
 
 def _fit(model, x, y, epochs, lr, batch_size, seed):

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from lirpa_lid.continual.tasks import split_mnist_tasks
 from lirpa_lid.continual.training import head_logits, head_targets
 from lirpa_lid.domains.orthotope import Orthotope
-from lirpa_lid.continual.tasks import split_mnist_tasks
 
 SIDE = 5  # images 1 x 5 x 5
 

@@ -10,9 +10,9 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from lirpa_lid.datasets import blobs_tasks
+from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.lid.solve import LIDConfig, compute_lid
 from lirpa_lid.margin import compute_margins
-from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 
 QUICK = dict(iterations=40, primal_lr=0.5, dual_lr=0.1, snapshot_every=10, batch_size=200, progress=False)

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 from lirpa_lid import InputError
-from lirpa_lid.datasets import data_dir
-from lirpa_lid.datasets import blobs_tasks, load_mnist, read_idx
+from lirpa_lid.datasets import blobs_tasks, data_dir, load_mnist, read_idx
 
 
 def _idx(array: np.ndarray, code: int) -> bytes:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
 
+from lirpa_lid.domains.base import WeightDomain
 from lirpa_lid.errors import InputError, ModelError
-
-if TYPE_CHECKING:
-    from lirpa_lid.domains.orthotope import Orthotope
 
 
 class BoundMethod(str, enum.Enum):
@@ -88,11 +86,23 @@ class Bounds:
 
 
 class BoundBackend(Protocol):
-    """A model prepared once for bounding over weight domains (re-used across domains)."""
+    """A model prepared once for bounding over weight domains (re-used across domains).
+
+    Callers (the LID optimiser, certify, the CLI) never test which backend they hold; what they need to
+    know is an attribute:
+
+    * ``follows_input_dtype``: bounds are computed in the dtype of the inputs given (so float64 inputs
+      give float64 bounds of a float32 model); otherwise in the dtype the backend was built for;
+    * ``bounds_convolution_weights``: boxes may cover ``nn.Conv2d`` weights and biases;
+    * ``differentiable``: bounds carry gradients with respect to the domain's offsets.
+    """
 
     model: nn.Module
+    follows_input_dtype: bool
+    bounds_convolution_weights: bool
+    differentiable: bool
 
-    def compute_bounds(self, x: Tensor, domain: Orthotope | None = None, C: Tensor | None = None,
+    def compute_bounds(self, x: Tensor, domain: WeightDomain | None = None, C: Tensor | None = None,
                        method: BoundMethod | str = BoundMethod.CROWN, input_box: InputBox | None = None,
                        bound_upper: bool = True, alpha: AlphaOptions = AlphaOptions()) -> Bounds: ...
 

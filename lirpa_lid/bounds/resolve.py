@@ -25,3 +25,14 @@ def bounded_network(model: nn.Module, params: list[str] | None = None,
     if backend in ("auto_lirpa", "auto-lirpa", "autolirpa"):
         return LirpaBoundedNetwork(model, params)
     raise InputError(f"unknown bound backend {backend!r}; choose 'native' or 'auto_lirpa'")
+
+
+def resolve_backend(model: nn.Module, backend: BoundBackend | str | None = None,
+                    params: list[str] | None = None) -> BoundBackend:
+    """A prepared backend for ``model``: ``backend`` itself (checked to be prepared for this model), or a
+    new one by name (``None``: ``"native"``), boxing ``params``."""
+    if backend is None or isinstance(backend, str):
+        return bounded_network(model, params, backend or "native")
+    if getattr(backend, "model", model) is not model:
+        raise InputError("the backend was prepared for a different model than the one given")
+    return backend

@@ -51,13 +51,17 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from lirpa_lid.bounds.auto_lirpa.compat import version as lirpa_version
 from lirpa_lid.bounds.core import BoundBackend, BoundMethod
-from lirpa_lid.bounds.resolve import bounded_network
+from lirpa_lid.bounds.resolve import resolve_backend
 from lirpa_lid.digest import digest_data, digest_frozen, digest_weights, file_sha256
+from lirpa_lid.domains.base import WeightDomain, as_domain, domain_state, load_domain
 from lirpa_lid.errors import CertificateError, InputError, SpecificationError
-from lirpa_lid.domains.orthotope import Orthotope
+from lirpa_lid.margin import compute_margins
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from lirpa_lid.specification.base import Specification, as_spec_list
+from lirpa_lid.specification.vnnlib.spec import VnnlibSpecification
+from lirpa_lid.version import __version__
 
 FORMAT = "lirpa_lid.certificate/1"
 DataLike = Specification | tuple[Tensor, Tensor]
@@ -92,9 +96,7 @@ def _bound(k: int, n: int, class_counts: Mapping[int, tuple[int, int]] | None, d
 
 
 def _versions() -> dict[str, str]:
-    import lirpa_lid
-    from lirpa_lid.bounds.auto_lirpa.compat import version as lirpa_version
-    return {"lirpa_lid": lirpa_lid.__version__, "torch": torch.__version__, "auto_LiRPA": lirpa_version()}
+    return {"lirpa_lid": __version__, "torch": torch.__version__, "auto_LiRPA": lirpa_version()}
 
 
 def _as_data(data: DataLike) -> tuple[Tensor, Tensor]:
@@ -127,7 +129,7 @@ class Certificate:
     shape); it is informational — checks use the digests.
     """
 
-    domain: Orthotope
+    domain: WeightDomain
     spec: dict
     reference_digest: str
     frozen_digest: str
@@ -215,7 +217,7 @@ class Certificate:
             fd, tmp_dom = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
             os.close(fd)
             temps.append(tmp_dom)
-            torch.save(self.domain.detach().state_dict(), tmp_dom)
+            torch.save(domain_state(self.domain.detach()), tmp_dom)
             record = self._record()
             record["domain_file"] = dom_path.name
             record["domain_sha256"] = file_sha256(Path(tmp_dom))
@@ -271,7 +273,7 @@ class Certificate:
             raise CertificateError(f"{path}: domain file {dom_path.name} does not match the recorded SHA-256 "
                                    "(it was modified or replaced)")
         try:
-            domain = Orthotope.load(dom_path)
+            domain = load_domain(dom_path)
         except Exception as exc:  # torch.load / Orthotope raise many kinds for a corrupt file
             raise CertificateError(f"{path}: cannot read domain file {dom_path.name}: {exc}") from None
         guarantee = record.get("guarantee", "finite-sample")
@@ -308,16 +310,11 @@ class Verdict:
 
 
 # ------------------------------------------------------------------------------- certify
-def _backend_and_dtype(model: nn.Module, domain: Orthotope,
+def _backend_and_dtype(model: nn.Module, domain: WeightDomain,
                        backend: BoundBackend | str | None) -> tuple[BoundBackend, torch.dtype]:
-    from lirpa_lid.bounds.native import NativeBoundedNetwork
-    if backend is None or isinstance(backend, str):
-        backend = bounded_network(model, domain.names, backend or "native")
-    elif getattr(backend, "model", model) is not model:
-        raise InputError("the backend was prepared for a different model than the one given")
-    if isinstance(backend, NativeBoundedNetwork):
-        return backend, torch.float64
-    return backend, next(model.parameters()).dtype
+    """The backend, and float64 wherever the backend follows the inputs' dtype (else the model's)."""
+    backend = resolve_backend(model, backend, domain.names)
+    return backend, torch.float64 if backend.follows_input_dtype else next(model.parameters()).dtype
 
 
 def _row_keys(x: Tensor) -> set[bytes]:
@@ -326,7 +323,6 @@ def _row_keys(x: Tensor) -> set[bytes]:
 
 
 def _count(model, domain, spec, method, backend) -> tuple[int, int, dict | None, str]:
-    from lirpa_lid.margin import compute_margins
     backend, dtype = _backend_and_dtype(model, domain, backend)
     with torch.no_grad():
         lower = compute_margins(backend, spec, domain, method, dtype=dtype)
@@ -361,7 +357,7 @@ def _statement(spec: Specification, k, n, counts, bound, delta, method) -> str:
             f"{method} bounds).")
 
 
-def certify(model: nn.Module, domain: Orthotope | object, spec_on_heldout: Specification,
+def certify(model: nn.Module, domain: WeightDomain | object, spec_on_heldout: Specification,
             method: BoundMethod | str = "CROWN", delta: float = 0.05,
             backend: BoundBackend | str | None = None, exclude: DataLike | Tensor | None = None,
             label: str = "", model_record: dict | None = None) -> Certificate:
@@ -376,9 +372,7 @@ def certify(model: nn.Module, domain: Orthotope | object, spec_on_heldout: Speci
     :attr:`Certificate.model`.
     """
     label = label or getattr(domain, "label", "")
-    domain = getattr(domain, "domain", domain)
-    if not isinstance(domain, Orthotope):
-        raise InputError(f"certify needs an Orthotope or a candidate, got {type(domain).__name__}")
+    domain = as_domain(domain, "certify's domain")
     spec = as_spec_list(spec_on_heldout)
     if len(spec) != 1:
         raise SpecificationError("certify takes one specification (certify each one separately)")
@@ -479,7 +473,6 @@ def verify_update(model: nn.Module, certificate: Certificate | str | os.PathLike
 
 def _recorded_vnnlib(certificate: Certificate, reasons: list[str]) -> Specification | None:
     """The VNN-LIB specification of a certificate, re-read from the recorded files (SHA-256 checked)."""
-    from lirpa_lid.specification.vnnlib.spec import VnnlibSpecification
     s = certificate.spec
     paths = []
     for i, rec in enumerate(s.get("properties") or []):

@@ -61,9 +61,15 @@ def _data_dir_flag(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------- certify
 def _run_certify(args: argparse.Namespace) -> int:
     from lirpa_lid.pipeline.config import load_config
+    from lirpa_lid.pipeline.instances import (
+        build_instances,
+        read_instances,
+        run_instances,
+        run_problem,
+        write_instances,
+        write_outcome,
+    )
     from lirpa_lid.pipeline.problems import build_problem
-    from lirpa_lid.pipeline.instances import (build_instances, read_instances, run_instances, run_problem,
-                                              write_instances, write_outcome)
 
     log = _log(args)
     cfg = load_config(args.config)
@@ -194,7 +200,7 @@ def _run_bounds(args: argparse.Namespace) -> int:
         offsets[n] = (params[n].detach().abs() * w) if args.relative else torch.full_like(params[n].detach(), w)
     domain = Orthotope.around(model, names, lower=offsets, upper=offsets)
     net = bounded_network(model, names, args.backend)
-    dtype = torch.float64 if args.backend == "native" else None
+    dtype = torch.float64 if net.follows_input_dtype else None
     if args.limit < 1:
         raise InputError(f"--limit must be >= 1, got {args.limit}")
     full_query: BoundQuery = spec.query(dtype)
@@ -505,7 +511,7 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lirpa_lid import __version__
+    from lirpa_lid.version import __version__
     parser = argparse.ArgumentParser(prog="lirpa-lid", description="Locally invariant domains: certified "
                                      "weight-space regions for safe model updates.")
     parser.add_argument("--version", action="version", version=f"lirpa-lid {__version__}")

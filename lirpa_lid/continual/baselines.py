@@ -27,14 +27,14 @@ from torch import Tensor, nn
 
 from lirpa_lid.bounds.resolve import bounded_network
 from lirpa_lid.certificate.certify import Certificate, certify
-from lirpa_lid.continual.training import TrainConfig, fit, head_logits, head_loss
 from lirpa_lid.continual.importance import fisher_diagonal
-from lirpa_lid.margin import compute_margins, hard_values, largest_scale
-from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.continual.replay import ReplayBuffer
+from lirpa_lid.continual.tasks import SplitTask
+from lirpa_lid.continual.training import TrainConfig, fit, head_logits, head_loss
+from lirpa_lid.domains.orthotope import Orthotope
+from lirpa_lid.margin import compute_margins, hard_values, largest_scale
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from lirpa_lid.specification.base import threshold_from_accuracy
-from lirpa_lid.continual.tasks import SplitTask
 
 BASELINE_TRAIN = TrainConfig(epochs=5, batch_size=128, lr=0.01)
 AGEM_TRAIN = TrainConfig(epochs=3, batch_size=256, lr=1e-3)

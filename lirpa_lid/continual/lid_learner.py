@@ -32,18 +32,18 @@ from torch import Tensor, nn
 
 from lirpa_lid.bounds.resolve import bounded_network
 from lirpa_lid.certificate.certify import Certificate, certify
+from lirpa_lid.continual.importance import Bias
+from lirpa_lid.continual.replay import ReplayBuffer
+from lirpa_lid.continual.tasks import SplitTask
 from lirpa_lid.continual.training import TrainConfig, accuracy, fit, head_loss
 from lirpa_lid.datasets import Split
-from lirpa_lid.errors import InputError
-from lirpa_lid.continual.importance import Bias
-from lirpa_lid.lid.solve import Candidate, LIDConfig, compute_lid, method_label
-from lirpa_lid.margin import hard_values
 from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.domains.projection import ProjectedOptimizer
-from lirpa_lid.continual.replay import ReplayBuffer
+from lirpa_lid.errors import InputError
+from lirpa_lid.lid.solve import Candidate, LIDConfig, compute_lid, method_label
+from lirpa_lid.margin import hard_values
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from lirpa_lid.specification.base import threshold_from_accuracy
-from lirpa_lid.continual.tasks import SplitTask
 
 PAPER_TRAIN = TrainConfig(epochs=5, batch_size=64, lr=1e-3, l2=0.01, unbias=0.01)
 

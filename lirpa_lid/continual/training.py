@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lirpa_lid.certificate.certify import Certificate
-from lirpa_lid.datasets import Split
-from lirpa_lid.errors import InputError
 from lirpa_lid.continual.replay import ReplayBuffer
 from lirpa_lid.continual.tasks import SplitTask
+from lirpa_lid.datasets import Split
+from lirpa_lid.errors import CertificateError, InputError
 
 Head = Sequence[int] | None
 
@@ -274,7 +274,6 @@ def run_continual(learner: Learner, tasks: Sequence[SplitTask], log: Callable[[s
     Raises:
         CertificateError: a certificate the learner reports does not contain its current weights.
     """
-    from lirpa_lid.errors import CertificateError
 
     if not tasks:
         raise InputError("no tasks")

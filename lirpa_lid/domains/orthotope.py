@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from lirpa_lid.digest import named_parameter_values
+from lirpa_lid.domains.base import load_domain, register_domain_kind, save_domain
 from lirpa_lid.errors import DomainError
 
 ParamDict = dict[str, Tensor]
@@ -41,6 +42,7 @@ class _Masked(torch.autograd.Function):
         return torch.where(ctx.mask, grad, torch.zeros((), dtype=grad.dtype, device=grad.device)), None
 
 
+@register_domain_kind
 class Orthotope:
     """Box ``{θ : θ₀ − lower ≤ θ ≤ θ₀ + upper}`` over named parameters (others are fixed at θ₀).
 
@@ -49,6 +51,8 @@ class Orthotope:
         lower, upper: non-negative offsets (zero where not free).
         free: boolean masks of the elements allowed to move.
     """
+
+    kind = "orthotope"
 
     def __init__(self, reference: Mapping[str, Tensor], lower: Mapping[str, Tensor] | None = None,
                  upper: Mapping[str, Tensor] | None = None, free: Mapping[str, Tensor] | None = None):
@@ -325,14 +329,14 @@ class Orthotope:
             raise DomainError(f"not an orthotope file: missing key {exc}") from None
 
     def save(self, path: str | Path) -> None:
-        torch.save(self.state_dict(), Path(path))
+        save_domain(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Orthotope:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if not isinstance(state, Mapping):
-            raise DomainError(f"{path}: not an orthotope file")
-        return cls.from_state_dict(state)
+        domain = load_domain(path)
+        if not isinstance(domain, cls):
+            raise DomainError(f"{path}: a {domain.kind} file, not an orthotope file")
+        return domain
 
     def __repr__(self) -> str:
         return (f"Orthotope({len(self.names)} parameter tensor(s), {self.numel()} free elements, "

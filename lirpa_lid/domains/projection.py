@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from lirpa_lid.errors import DomainError, InputError
 from lirpa_lid.digest import named_parameter_values
-from lirpa_lid.domains.orthotope import Orthotope
+from lirpa_lid.domains.base import WeightDomain, as_domain
+from lirpa_lid.errors import DomainError, InputError
 
 ParamDict = dict[str, Tensor]
 STRATEGIES = ("closest", "largest", "best_loss", "sample_closest", "sample_largest_closest")
@@ -44,11 +44,8 @@ class Projection:
     distance: float
 
 
-def _domain(candidate) -> Orthotope:
-    dom = getattr(candidate, "domain", candidate)
-    if not isinstance(dom, Orthotope):
-        raise InputError(f"a candidate must be an Orthotope or have a .domain, got {type(candidate).__name__}")
-    return dom
+def _domain(candidate) -> WeightDomain:
+    return as_domain(candidate, "a candidate")
 
 
 def _sample(weights: Tensor, generator: torch.Generator | None) -> int:

@@ -60,9 +60,9 @@ import torch
 from torch import Tensor, nn
 
 from lirpa_lid.bounds.core import BoundBackend, BoundMethod
-from lirpa_lid.bounds.resolve import bounded_network
-from lirpa_lid.errors import DomainError, InputError, SpecificationError
+from lirpa_lid.bounds.resolve import resolve_backend
 from lirpa_lid.domains.orthotope import Orthotope
+from lirpa_lid.errors import DomainError, InputError, SpecificationError
 from lirpa_lid.margin import bound_margins, hard_values, largest_scale, margins_within, scaled_box
 from lirpa_lid.specification.base import Specification, as_spec_list
 
@@ -238,9 +238,8 @@ class LIDResult:
 
 
 def _eval_dtype(backend: BoundBackend, config: LIDConfig) -> torch.dtype | None:
-    """float64 evaluation needs a backend that follows the inputs' dtype (the native one does)."""
-    from lirpa_lid.bounds.native import NativeBoundedNetwork
-    return config.eval_dtype if isinstance(backend, NativeBoundedNetwork) else None
+    """float64 evaluation needs a backend that follows the inputs' dtype."""
+    return config.eval_dtype if backend.follows_input_dtype else None
 
 
 # ------------------------------------------------------------------------------- the problem
@@ -567,10 +566,7 @@ def compute_lid(model: nn.Module, specs: Specification | Sequence[Specification]
     """
     started = time.perf_counter()
     specs = as_spec_list(specs)
-    if backend is None or isinstance(backend, str):
-        backend = bounded_network(model, list(params) if params is not None else None, backend or "native")
-    elif getattr(backend, "model", model) is not model:
-        raise InputError("the backend was prepared for a different model than the one given")
+    backend = resolve_backend(model, backend, list(params) if params is not None else None)
     base = _base_domain(model, params, free, outer)
     dtype = _eval_dtype(backend, config)
     values0 = hard_values(backend, specs, base, config.method, config.batch_size, dtype)

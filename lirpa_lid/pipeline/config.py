@@ -38,8 +38,9 @@ from pathlib import Path
 import yaml
 
 from lirpa_lid.bounds.core import BoundMethod
-from lirpa_lid.pipeline.customized import is_customized, parse_call, parse_customized
+from lirpa_lid.datasets import data_dir as locate_data_dir
 from lirpa_lid.errors import InputError, SpecificationError
+from lirpa_lid.pipeline.customized import is_customized, parse_call, parse_customized
 
 SPEC_TYPES = ("lp", "vnnlib", "certified-accuracy")
 KNOWN_DATASETS = ("MNIST", "FashionMNIST")
@@ -172,12 +173,11 @@ class RunConfig:
 
     def _expand(self, value: str, data_dir: str | os.PathLike | None) -> Path:
         if "{data_dir}" in value:
-            from lirpa_lid.datasets import data_dir as find
             given = data_dir if data_dir is not None else self.general.data_dir
             if given is not None and "{data_dir}" not in str(given):
                 given = Path(os.path.expanduser(str(given)))
                 given = given if given.is_absolute() else self.base_dir / given
-            value = value.replace("{data_dir}", str(find(given)))
+            value = value.replace("{data_dir}", str(locate_data_dir(given)))
         return Path(os.path.expanduser(value))
 
 

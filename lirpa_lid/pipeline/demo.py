@@ -26,9 +26,9 @@ from torch import nn
 
 from lirpa_lid.certificate.certify import Certificate, certify, verify_update
 from lirpa_lid.datasets import Split, Task, blobs_tasks
+from lirpa_lid.domains.projection import ProjectedOptimizer
 from lirpa_lid.files import save_figure_atomic
 from lirpa_lid.lid.solve import LIDConfig, compute_lid
-from lirpa_lid.domains.projection import ProjectedOptimizer
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from lirpa_lid.specification.base import threshold_from_accuracy
 

@@ -30,12 +30,15 @@ from pathlib import Path
 
 import torch
 
+from lirpa_lid.bounds.resolve import bounded_network
 from lirpa_lid.certificate.certify import Certificate, certify
-from lirpa_lid.pipeline.config import RunConfig
-from lirpa_lid.errors import LirpaLidError
+from lirpa_lid.errors import LirpaLidError, ModelError, SpecificationError
 from lirpa_lid.files import write_text_atomic
 from lirpa_lid.lid.solve import LIDResult, compute_lid
+from lirpa_lid.margin import compute_margins
+from lirpa_lid.pipeline.config import RunConfig
 from lirpa_lid.pipeline.problems import Problem, build_instance_problem
+from lirpa_lid.specification.vnnlib.parse import Disjunct, VnnlibProperty, write_vnnlib
 
 STATUSES = ("certified", "below-required", "not-certified-at-theta0")
 
@@ -110,7 +113,6 @@ def run_problem(problem: Problem) -> Outcome:
 def _robustness_property(lower: torch.Tensor, upper: torch.Tensor, label: int, num_classes: int):
     """The VNN-LIB property "label wins on the box" (unsafe: some other class Y_j >= Y_label)."""
     import numpy as np
-    from lirpa_lid.specification.vnnlib.parse import Disjunct, VnnlibProperty
     lo, up = lower.detach().double().flatten().numpy(), upper.detach().double().flatten().numpy()
     disjuncts = []
     for j in range(num_classes):
@@ -124,11 +126,7 @@ def _robustness_property(lower: torch.Tensor, upper: torch.Tensor, label: int, n
 
 def _write_reverification_files(outcome: Outcome, outdir: Path, timeout: float) -> tuple[list[Path], list[str]]:
     """model.onnx + vnnlib/*.vnnlib + instances.csv for alpha,beta-CROWN; returns (files, notes)."""
-    from lirpa_lid.errors import ModelError
-    from lirpa_lid.margin import compute_margins
-    from lirpa_lid.bounds.resolve import bounded_network
     from lirpa_lid.models.onnx import save_onnx
-    from lirpa_lid.specification.vnnlib.parse import write_vnnlib
 
     p, cert = outcome.problem, outcome.certificate
     notes = []
@@ -204,7 +202,6 @@ class Instance:
 def read_instances(path: Path, root: Path | None = None) -> list[Instance]:
     """Rows ``onnx,vnnlib[,timeout]`` (VNN-COMP's instances.csv), paths relative to ``root`` (default:
     the csv's directory). Errors name the file and line."""
-    from lirpa_lid.errors import SpecificationError
     root = root or path.parent
     if not path.is_file():
         raise SpecificationError(f"instances file {path} does not exist")

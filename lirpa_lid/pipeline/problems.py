@@ -24,15 +24,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from lirpa_lid.pipeline.config import RunConfig
-from lirpa_lid.pipeline.customized import call_data, call_model, is_customized, parse_call, parse_customized
-from lirpa_lid.datasets import ENV_VAR
+from lirpa_lid.bounds.resolve import bounded_network
+from lirpa_lid.datasets import ENV_VAR, load_mnist
 from lirpa_lid.digest import file_sha256
+from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.errors import InputError, ModelError, SpecificationError
 from lirpa_lid.lid.solve import LIDConfig
 from lirpa_lid.margin import compute_margins
+from lirpa_lid.pipeline.config import RunConfig
+from lirpa_lid.pipeline.customized import call_data, call_model, is_customized, parse_call, parse_customized
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from lirpa_lid.specification.base import Specification, threshold_from_accuracy
+from lirpa_lid.specification.vnnlib.spec import VnnlibSpecification
 
 DEFAULT_HELD_OUT = 0.5
 DEFAULT_DELTA = 0.05
@@ -249,7 +252,6 @@ def load_items(cfg: RunConfig, data_dir: str | os.PathLike | None = None) -> Ite
         if eps is None and s.epsilon is not None:
             eps = torch.tensor(s.epsilon, dtype=torch.float64)
     else:
-        from lirpa_lid.datasets import load_mnist
         kind = {"MNIST": "mnist", "FashionMNIST": "fashion-mnist"}[d.dataset]
         root = data_dir if data_dir is not None else _config_data_dir(cfg)
         x, y = load_mnist(d.split, kind, root)
@@ -314,9 +316,8 @@ def _lid_config(cfg: RunConfig, kind: str, time_limit: float | None, progress: b
 
 def base_value(model: nn.Module, spec: Specification, method: str, backend: str = "native") -> float:
     """The certified value of the model's own weights (width 0) in float64 (native) arithmetic."""
-    from lirpa_lid.bounds.resolve import bounded_network
     net = bounded_network(model, None, backend)
-    dtype = torch.float64 if backend == "native" else None
+    dtype = torch.float64 if net.follows_input_dtype else None
     with torch.no_grad():
         return float(spec.hard_value(compute_margins(net, spec, None, method, dtype=dtype)))
 
@@ -324,8 +325,6 @@ def base_value(model: nn.Module, spec: Specification, method: str, backend: str 
 def check_domain(model: nn.Module, spec: Specification, params: list[str] | None, backend: str) -> None:
     """Bound the first query row once over a width-0 box on ``params``: a parameter the backend cannot
     put a box on (a BatchNorm weight, say) is reported now, before anything is computed or written."""
-    from lirpa_lid.bounds.resolve import bounded_network
-    from lirpa_lid.domains.orthotope import Orthotope
     q = spec.query().part(slice(0, 1))
     with torch.no_grad():
         bounded_network(model, params, backend).compute_bounds(q.x, Orthotope.around(model, params), C=q.C,
@@ -364,7 +363,6 @@ def build_instance_problem(cfg: RunConfig, onnx_path: Path, vnnlib_path: Path, t
 
 
 def _vnnlib_spec(cfg: RunConfig, loaded: LoadedModel, paths: list[Path]):
-    from lirpa_lid.specification.vnnlib.spec import VnnlibSpecification
     if loaded.input_shape is None:
         raise SpecificationError("a vnnlib specification with a PyTorch model needs model.input_shape (VNN-LIB "
                                  "files carry no shape), as in alpha,beta-CROWN, e.g. input_shape: [-1, 5]")

@@ -1,9 +1,15 @@
 """Specifications: what a domain must preserve (certified accuracy, local robustness, VNN-LIB properties),
 computed from margin lower bounds."""
-from lirpa_lid.specification.base import BoundQuery, Specification, as_spec_list, threshold_from_accuracy
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
-from lirpa_lid.specification.vnnlib import (Disjunct, InputGroup, VnnlibProperty, VnnlibSpecification,
-                                            parse_vnnlib, write_vnnlib)
+from lirpa_lid.specification.base import BoundQuery, Specification, as_spec_list, threshold_from_accuracy
+from lirpa_lid.specification.vnnlib import (
+                                            Disjunct,
+                                            InputGroup,
+                                            VnnlibProperty,
+                                            VnnlibSpecification,
+                                            parse_vnnlib,
+                                            write_vnnlib,
+)
 
 __all__ = [
     "BoundQuery", "CertifiedAccuracy", "Disjunct", "InputGroup", "Specification", "VnnlibProperty",

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from lirpa_lid.digest import digest_data
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.specification.base import (BoundQuery, check_margins, round_outward)
+from lirpa_lid.specification.base import BoundQuery, check_margins, round_outward
 
 
 def _as_labels(y: Tensor | Sequence[int], num_classes: int, name: str) -> Tensor:

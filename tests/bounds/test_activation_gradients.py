@@ -14,13 +14,12 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from lid_helpers import certified_items, sampled_min_margin
 from torch import nn
 
-from lirpa_lid import (CertifiedAccuracy, LIDConfig, Orthotope, bounded_network, compute_lid,
-                       threshold_from_accuracy)
-from lirpa_lid.margin import compute_margins
+from lirpa_lid import CertifiedAccuracy, LIDConfig, Orthotope, bounded_network, compute_lid, threshold_from_accuracy
 from lirpa_lid.bounds.native.activation import SigmoidOp, TanhOp
-from lid_helpers import certified_items, sampled_min_margin
+from lirpa_lid.margin import compute_margins
 
 ACTS = {"tanh": (nn.Tanh, TanhOp), "sigmoid": (nn.Sigmoid, SigmoidOp)}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

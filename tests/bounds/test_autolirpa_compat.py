@@ -14,11 +14,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import make_net, random_domain, weight_names
 from torch import nn
 
 from lirpa_lid import BackendError, ElementwiseAffine, Orthotope, bounded_network
 from lirpa_lid.bounds.auto_lirpa import compat as autolirpa
-from helpers import make_net, random_domain, weight_names
 
 pytestmark = pytest.mark.skipif(autolirpa.source_version() is None, reason="auto_LiRPA is not installed")
 requires_03 = pytest.mark.skipif(not autolirpa._is_release_03(), reason="symptom specific to auto_LiRPA 0.3")

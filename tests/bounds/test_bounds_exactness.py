@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import ARITH_NETS, INPUT_SHAPES, make_any_net, weight_names
 
 from lirpa_lid import BackendError, Orthotope, bounded_network
-from helpers import ARITH_NETS, INPUT_SHAPES, make_any_net, weight_names
 
 METHODS = ["IBP", "CROWN", "CROWN-IBP", "alpha-CROWN"]
 NETS = ["relu", "tanh", "sigmoid", "cnn", "norm_cnn", "unflatten", *ARITH_NETS]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import INPUT_SHAPES, make_net, random_domain, weight_names
 
 from lirpa_lid import InputBox, Orthotope, bounded_network
-from helpers import INPUT_SHAPES, make_net, random_domain, weight_names
 
 METHODS = ["IBP", "CROWN", "CROWN-IBP", "alpha-CROWN"]
 

@@ -7,11 +7,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import (
+    ARITH_NETS,
+    INPUT_SHAPES,
+    attack_extremes,
+    make_any_net,
+    make_net,
+    random_domain,
+    sampled_outputs,
+    weight_names,
+)
 from torch import nn
 
 from lirpa_lid import InputBox, bounded_network
-from helpers import (ARITH_NETS, INPUT_SHAPES, attack_extremes, make_any_net, make_net, random_domain,
-                     sampled_outputs, weight_names)
 
 METHODS = ["IBP", "CROWN", "CROWN-IBP", "alpha-CROWN"]
 CASES = ["weights", "weights+bias", "weights+input"]

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import make_net, random_domain, weight_names
 from torch import nn
 
 from lirpa_lid import InputBox, bounded_network
-from helpers import make_net, random_domain, weight_names
 
 
 def _nets():

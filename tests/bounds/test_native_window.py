@@ -9,12 +9,12 @@ import time
 
 import pytest
 import torch
+from helpers import make_net, random_domain, sampled_outputs, weight_names
 from torch import nn
 
 from lirpa_lid import ElementwiseAffine, InputBox
 from lirpa_lid.bounds.native import window
 from lirpa_lid.bounds.native.network import NativeBoundedNetwork, _Propagation
-from helpers import make_net, random_domain, sampled_outputs, weight_names
 
 TOL = 1e-9  # float64: only rounding separates the two passes, and a sound bound from a sampled output
 

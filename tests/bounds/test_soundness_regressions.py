@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lirpa_lid import (BackendError, CertifiedAccuracy, ElementwiseAffine, InputBox, Orthotope,
-                       bounded_network, certify)
+from lirpa_lid import BackendError, CertifiedAccuracy, ElementwiseAffine, InputBox, Orthotope, bounded_network, certify
 
 BACKENDS = ["native", "auto_lirpa"]
 

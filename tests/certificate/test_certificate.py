@@ -7,15 +7,20 @@ import shutil
 
 import pytest
 import torch
+from lid_helpers import cached_lid, certified_items, task0_spec, tasks
 
 from lirpa_lid import CertifiedAccuracy, InputError, Orthotope, VnnlibSpecification, load_onnx
+from lirpa_lid.certificate.certify import (
+    Certificate,
+    certify,
+    certify_all,
+    clopper_pearson_lower,
+    recheck,
+    verify_update,
+)
 from lirpa_lid.datasets import data_dir
-from lirpa_lid.certificate.certify import (Certificate, certify, certify_all, clopper_pearson_lower, recheck,
-                                           verify_update)
 from lirpa_lid.digest import digest_weights
 from lirpa_lid.errors import CertificateError, SpecificationError
-
-from lid_helpers import cached_lid, certified_items, task0_spec, tasks
 
 
 # ------------------------------------------------------------------------------ statistics

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import make_net
 from torch import nn
 
 from lirpa_lid import DomainError, InputBox, InputError, ModelError, Orthotope, bounded_network
-from helpers import make_net
 
 BACKENDS = ["native", "auto_lirpa"]
 

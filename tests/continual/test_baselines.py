@@ -4,14 +4,22 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from continual_helpers import misclassified_certified, small_mlp, tasks
 
-from lirpa_lid.continual.baselines import (AGEM, EWC, FineTune, IntervalCL, LwF, agem_project,
-                                           distillation_loss, ewc_penalty)
-from lirpa_lid.continual.training import TrainConfig, accuracy, run_continual
+from lirpa_lid.continual.baselines import (
+    AGEM,
+    EWC,
+    FineTune,
+    IntervalCL,
+    LwF,
+    agem_project,
+    distillation_loss,
+    ewc_penalty,
+)
 from lirpa_lid.continual.importance import fisher_diagonal
+from lirpa_lid.continual.training import TrainConfig, accuracy, run_continual
 from lirpa_lid.margin import hard_values
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
-from continual_helpers import misclassified_certified, small_mlp, tasks
 
 FAST = TrainConfig(epochs=3, batch_size=32, lr=0.01)
 

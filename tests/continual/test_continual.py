@@ -8,18 +8,28 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from continual_helpers import misclassified_certified, small_mlp, tasks
 
 from lirpa_lid import CertificateError, InputError, Orthotope
 from lirpa_lid.certificate.certify import clopper_pearson_lower
-from lirpa_lid.continual.training import (TrainConfig, average_accuracy, backward_transfer, fit, forgetting,
-                                          head_logits, head_loss, head_targets, negative_flip_rate,
-                                          regulariser, run_continual)
 from lirpa_lid.continual.importance import Bias
+from lirpa_lid.continual.lid_learner import LIDLearner, LIDLearnerConfig, ReplayConfig
+from lirpa_lid.continual.training import (
+    TrainConfig,
+    average_accuracy,
+    backward_transfer,
+    fit,
+    forgetting,
+    head_logits,
+    head_loss,
+    head_targets,
+    negative_flip_rate,
+    regulariser,
+    run_continual,
+)
 from lirpa_lid.lid.solve import LIDConfig
 from lirpa_lid.margin import compute_margins, hard_values
-from lirpa_lid.continual.lid_learner import LIDLearner, LIDLearnerConfig, ReplayConfig
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
-from continual_helpers import misclassified_certified, small_mlp, tasks
 
 A = [[0.9, 0.1, 0.0],
      [0.5, 0.8, 0.1],

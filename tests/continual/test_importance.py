@@ -6,11 +6,17 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from continual_helpers import small_mlp, synthetic_data
 
 from lirpa_lid import InputError
-from lirpa_lid.continual.importance import (Bias, fisher_diagonal, free_from_frozen, freeze_mask, importance,
-                                            si_importance)
-from continual_helpers import small_mlp, synthetic_data
+from lirpa_lid.continual.importance import (
+    Bias,
+    fisher_diagonal,
+    free_from_frozen,
+    freeze_mask,
+    importance,
+    si_importance,
+)
 
 
 def _data(n=24):

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from continual_helpers import synthetic_data
 
 from lirpa_lid import InputError
-from lirpa_lid.datasets import data_dir
 from lirpa_lid.continual.tasks import digit_pairs, make_model, mlp, paper_cnn, split_mnist_tasks
-from continual_helpers import synthetic_data
+from lirpa_lid.datasets import data_dir
 
 
 def _rows(x: torch.Tensor) -> set[bytes]:

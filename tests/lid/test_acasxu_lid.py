@@ -23,8 +23,8 @@ from torch.func import functional_call, vmap
 from lirpa_lid import Certificate, bounded_network, load_onnx, parse_vnnlib, recheck, verify_update
 from lirpa_lid.cli.app import main
 from lirpa_lid.datasets import data_dir
-from lirpa_lid.margin import compute_margins
 from lirpa_lid.domains.orthotope import Orthotope
+from lirpa_lid.margin import compute_margins
 from lirpa_lid.specification.vnnlib.parse import VnnlibProperty
 from lirpa_lid.specification.vnnlib.spec import VnnlibSpecification
 

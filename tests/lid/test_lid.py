@@ -7,16 +7,32 @@ import math
 
 import pytest
 import torch
+from lid_helpers import (
+    QUICK,
+    attacked_min_margin,
+    cached_lid,
+    certified_items,
+    sampled_min_margin,
+    task0_spec,
+    tasks,
+    trained_mlp,
+)
 from torch import nn
 
 from lirpa_lid import DomainError, InputError, Orthotope, bounded_network
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.lid.solve import (LIDConfig, compute_lid, compute_lid_pool, method_label, bound_plan,
-                                 bound_plans, plan_label, with_config)
+from lirpa_lid.lid.solve import (
+    LIDConfig,
+    bound_plan,
+    bound_plans,
+    compute_lid,
+    compute_lid_pool,
+    method_label,
+    plan_label,
+    with_config,
+)
 from lirpa_lid.margin import compute_margins, hard_values, largest_scale, margins_within, scaled_box
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
-from lid_helpers import (QUICK, attacked_min_margin, cached_lid, certified_items, sampled_min_margin,
-                         task0_spec, tasks, trained_mlp)
 
 N_SAMPLES = 10_000
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from lirpa_lid.pipeline.config import RunConfig, load_config, parse_config
 from lirpa_lid.errors import SpecificationError
+from lirpa_lid.pipeline.config import RunConfig, load_config, parse_config
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 ACAS = {"model": {"onnx_path": "net.onnx"}, "specification": {"vnnlib_path": "prop.vnnlib"}}

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from lirpa_lid.errors import InputError, LirpaLidError, ModelError, SpecificationError
 from lirpa_lid.pipeline.config import load_config
 from lirpa_lid.pipeline.customized import Customized, call_data, call_model, parse_customized
-from lirpa_lid.errors import InputError, LirpaLidError, ModelError, SpecificationError
 from lirpa_lid.pipeline.problems import build_problem, load_spec
 
 HERE = Path(__file__).resolve().parents[1]  # tests/

@@ -198,6 +198,7 @@ def test_bad_local_robustness_settings(kwargs, message):
 def test_robust_margins_are_sound_over_balls_and_weights():
     """Certified items stay correct for sampled weights of the box *and* sampled inputs of the ball."""
     from torch.func import functional_call, vmap
+
     from lirpa_lid.margin import compute_margins
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 3)).double()

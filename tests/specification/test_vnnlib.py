@@ -20,9 +20,9 @@ from torch import nn
 from lirpa_lid import InputError, bounded_network
 from lirpa_lid.datasets import data_dir
 from lirpa_lid.errors import SpecificationError
+from lirpa_lid.models.onnx import load_onnx
 from lirpa_lid.specification.vnnlib import parse as vnnlib
 from lirpa_lid.specification.vnnlib import syntax as vnnlib_syntax
-from lirpa_lid.models.onnx import load_onnx
 from lirpa_lid.specification.vnnlib.parse import Disjunct, VnnlibProperty, parse_vnnlib, write_vnnlib
 
 BENCH = data_dir(must_exist=False) / "vnncomp2022"

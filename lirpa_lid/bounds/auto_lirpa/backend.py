@@ -17,9 +17,16 @@ import torch
 from torch import Tensor, nn
 
 from lirpa_lid.bounds.auto_lirpa.compat import BOUND_OPTS, import_auto_lirpa, version
-from lirpa_lid.bounds.core import (AlphaOptions, BoundMethod, Bounds, InputBox, check_batch, check_model_finite,
-                                   spec_matrix)
-from lirpa_lid.domains.orthotope import Orthotope
+from lirpa_lid.bounds.core import (
+    AlphaOptions,
+    BoundMethod,
+    Bounds,
+    InputBox,
+    check_batch,
+    check_model_finite,
+    spec_matrix,
+)
+from lirpa_lid.domains.base import WeightDomain
 from lirpa_lid.errors import BackendError, DomainError, LirpaLidError
 
 
@@ -44,6 +51,10 @@ class LirpaBoundedNetwork:
     ``BoundedParameter``s. Built on the first call (auto_LiRPA needs an example input), then reused:
     each call only writes the new centre and radius into the existing perturbation objects.
     """
+
+    follows_input_dtype = False  # built for the dtype of the first inputs; later calls must match it
+    bounds_convolution_weights = False
+    differentiable = True
 
     def __init__(self, model: nn.Module, params: list[str] | None = None):
         self.model = model
@@ -79,7 +90,7 @@ class LirpaBoundedNetwork:
                                "backend (backend='native') may support it") from exc
         self.params, self._input_shape = list(names), tuple(x.shape[1:])
 
-    def compute_bounds(self, x: Tensor, domain: Orthotope | None = None, C: Tensor | None = None,
+    def compute_bounds(self, x: Tensor, domain: WeightDomain | None = None, C: Tensor | None = None,
                        method: BoundMethod | str = BoundMethod.CROWN, input_box: InputBox | None = None,
                        bound_upper: bool = True, alpha: AlphaOptions = AlphaOptions()) -> Bounds:
         method = BoundMethod.parse(method)
@@ -94,9 +105,11 @@ class LirpaBoundedNetwork:
         if domain is not None and sorted(domain.names) != sorted(self.params):
             raise DomainError(f"domain covers {sorted(domain.names)} but this bounded network was built "
                               f"for {sorted(self.params)}")
-        if domain is None:
-            domain = Orthotope({n: self._bparam[n].detach() for n in self.params})
-        boxes = domain.center_radius(x.dtype)
+        if domain is None:  # the model's own weights: width 0
+            boxes = {n: (self._bparam[n].detach().to(x.dtype), torch.zeros_like(self._bparam[n], dtype=x.dtype))
+                     for n in self.params}
+        else:
+            boxes = domain.center_radius(x.dtype)
         Cm = spec_matrix(C, x.shape[0], self._n_out(x), x)
         runner = _Runner(self, x, Cm, method, input_box, bound_upper, alpha)
         centre_radius = [boxes[n][0] for n in self.params] + [boxes[n][1] for n in self.params]

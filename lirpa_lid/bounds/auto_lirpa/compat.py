@@ -13,8 +13,8 @@ import importlib
 import importlib.util
 import sys
 import types
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np

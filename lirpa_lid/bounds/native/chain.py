@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor, fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from lirpa_lid.errors import ModelError
-from lirpa_lid.models.layers import ElementwiseAffine
 from lirpa_lid.bounds.native.activation import ReluOp, SigmoidOp, TanhOp
 from lirpa_lid.bounds.native.affine import AffineOp
 from lirpa_lid.bounds.native.base import Op
 from lirpa_lid.bounds.native.conv import ConvOp
 from lirpa_lid.bounds.native.linear import LinearOp
 from lirpa_lid.bounds.native.reshape import ReshapeOp
+from lirpa_lid.errors import ModelError
+from lirpa_lid.models.layers import ElementwiseAffine
 
 _ACTIVATIONS = {nn.ReLU: ReluOp, nn.Tanh: TanhOp, nn.Sigmoid: SigmoidOp}
 _ACT_FUNCTIONS = {F.relu: ReluOp, torch.relu: ReluOp, torch.tanh: TanhOp, F.tanh: TanhOp,

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lirpa_lid.errors import ModelError
 from lirpa_lid.bounds.native.base import Op, Params, batch_dot
 from lirpa_lid.bounds.native.bilinear import interval_product
+from lirpa_lid.errors import ModelError
 
 #: largest expanded kernel tensor of one grouped convolution in :meth:`ConvOp._kernel_coefficients`
 MAX_ELEMENTS = 2 ** 24

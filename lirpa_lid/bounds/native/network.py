@@ -28,21 +28,25 @@ is sometimes looser than IBP).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from lirpa_lid.bounds.core import (AlphaOptions, BoundMethod, Bounds, InputBox, check_batch,
-                                   check_model_finite, spec_matrix)
-from lirpa_lid.errors import DomainError
+from lirpa_lid.bounds.core import (
+    AlphaOptions,
+    BoundMethod,
+    Bounds,
+    InputBox,
+    check_batch,
+    check_model_finite,
+    spec_matrix,
+)
 from lirpa_lid.bounds.native.activation import ReluOp
 from lirpa_lid.bounds.native.base import Op, ParamBox, Params, batch_dot, pos_neg
 from lirpa_lid.bounds.native.chain import build_chain
 from lirpa_lid.bounds.native.window import WindowedPass, windowable
-
-if TYPE_CHECKING:
-    from lirpa_lid.domains.orthotope import Orthotope
+from lirpa_lid.domains.base import WeightDomain
+from lirpa_lid.errors import DomainError
 
 
 class NativeBoundedNetwork:
@@ -52,6 +56,10 @@ class NativeBoundedNetwork:
     computed for many neurons at once (rows are processed in chunks). ``windowed=False`` computes every
     intermediate bound by a dense backward pass (the reference for the windowed one; same bounds, slower).
     """
+
+    follows_input_dtype = True
+    bounds_convolution_weights = True
+    differentiable = True
 
     def __init__(self, model: nn.Module, max_chunk_elements: int = 2 ** 25, windowed: bool = True):
         self.model = model
@@ -70,7 +78,7 @@ class NativeBoundedNetwork:
         return [name for op in self.chain(input_shape) for name in op.param_names.values()]
 
     # ------------------------------------------------------------------ parameters
-    def _params(self, ops: list[Op], domain: Orthotope | None, dtype: torch.dtype) -> list[Params]:
+    def _params(self, ops: list[Op], domain: WeightDomain | None, dtype: torch.dtype) -> list[Params]:
         boxed = set(domain.names) if domain is not None else set()
         boxes = domain.center_radius(dtype) if domain is not None else {}
         used = set()
@@ -96,7 +104,7 @@ class NativeBoundedNetwork:
         return out
 
     # ------------------------------------------------------------------ bounds
-    def compute_bounds(self, x: Tensor, domain: Orthotope | None = None, C: Tensor | None = None,
+    def compute_bounds(self, x: Tensor, domain: WeightDomain | None = None, C: Tensor | None = None,
                        method: BoundMethod | str = BoundMethod.CROWN, input_box: InputBox | None = None,
                        bound_upper: bool = True, alpha: AlphaOptions = AlphaOptions()) -> Bounds:
         """Bounds of ``C·f(x; θ)`` over θ in ``domain`` (and x in ``input_box``): ``[B, S]`` each."""

@@ -35,7 +35,6 @@ from lirpa_lid.bounds.core import InputBox
 from lirpa_lid.errors import InputError, SpecificationError
 from lirpa_lid.specification.vnnlib.syntax import Parser, alternative, check_count, conjoin, syntax_error
 
-
 Array = Union[np.ndarray, Tensor]
 
 
