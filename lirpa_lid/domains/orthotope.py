@@ -17,14 +17,9 @@ from torch import Tensor, nn
 from lirpa_lid.digest import named_parameter_values
 from lirpa_lid.domains.base import load_domain, register_domain_kind, save_domain
 from lirpa_lid.errors import DomainError
+from lirpa_lid.rounding import round_directed
 
 ParamDict = dict[str, Tensor]
-
-
-def _round_down(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """Non-negative float64 ``x`` in ``dtype``, rounded towards zero (offsets that must not grow)."""
-    y = x.to(dtype)
-    return torch.where(y.double() > x, torch.nextafter(y, torch.zeros_like(y)), y)
 
 
 class _Masked(torch.autograd.Function):
@@ -147,8 +142,7 @@ class Orthotope:
         out = {}
         for n, (lo64, hi64) in self.exact_bounds(names).items():
             lo, hi = lo64.to(dtype), hi64.to(dtype)
-            lo = torch.where(lo.double() < lo64, torch.nextafter(lo, torch.full_like(lo, math.inf)), lo)
-            hi = torch.where(hi.double() > hi64, torch.nextafter(hi, torch.full_like(hi, -math.inf)), hi)
+            lo, hi = round_directed(lo64, dtype, +1), round_directed(hi64, dtype, -1)  # inwards
             ref = self.reference[n].detach().to(dtype)
             crossed = lo > hi
             out[n] = (torch.where(crossed, ref, lo), torch.where(crossed, ref, hi))
@@ -291,8 +285,8 @@ class Orthotope:
         for n in self.names:
             olo, ohi = theirs[n]
             ref = self.reference[n].double()
-            lower[n] = torch.minimum(self.lower[n], _round_down((ref - olo).clamp(min=0), self.lower[n].dtype))
-            upper[n] = torch.minimum(self.upper[n], _round_down((ohi - ref).clamp(min=0), self.upper[n].dtype))
+            lower[n] = torch.minimum(self.lower[n], round_directed((ref - olo).clamp(min=0), self.lower[n].dtype, 0))
+            upper[n] = torch.minimum(self.upper[n], round_directed((ohi - ref).clamp(min=0), self.upper[n].dtype, 0))
         return Orthotope(self.reference, lower, upper, {n: self.free[n] & other.free[n] for n in self.names})
 
     def clip_to(self, outer: Orthotope) -> Orthotope:

@@ -64,6 +64,7 @@ from lirpa_lid.bounds.resolve import resolve_backend
 from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.errors import DomainError, InputError, SpecificationError
 from lirpa_lid.margin import bound_margins, hard_values, largest_scale, margins_within, scaled_box
+from lirpa_lid.rounding import round_directed
 from lirpa_lid.specification.base import Specification, as_spec_list
 
 ParamDict = dict[str, Tensor]
@@ -370,9 +371,7 @@ def _caps(base: Orthotope, config: LIDConfig, outer: Orthotope | None) -> tuple[
         out = []
         for c in (cl, cu):
             c = torch.where(base.free[n], c, zero)
-            c32 = c.to(ref.dtype)
-            c32 = torch.where(c32.double() > c, torch.nextafter(c32, torch.zeros_like(c32)), c32)
-            out.append(c32)
+            out.append(round_directed(c, ref.dtype, 0))
         cap_l[n], cap_u[n] = out
     return cap_l, cap_u
 

@@ -29,7 +29,6 @@ the spec for its query and a bound backend for the bounds; nothing else needs to
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -39,6 +38,7 @@ from torch import Tensor
 
 from lirpa_lid.bounds.core import InputBox
 from lirpa_lid.errors import SpecificationError
+from lirpa_lid.rounding import round_directed
 
 GUARANTEES = ("finite-sample", "deterministic")
 
@@ -67,12 +67,7 @@ def round_outward(t: Tensor, dtype: torch.dtype, direction: int) -> Tensor:
     """``t`` in ``dtype``, rounded towards −inf (``direction`` −1) or +inf (+1) where inexact, so that a
     box converted to a narrower dtype still contains the original one (and an offset ``d`` converted
     upwards never enlarges a margin)."""
-    out = t.to(dtype)
-    if torch.finfo(dtype).bits < torch.finfo(t.dtype).bits:
-        back = out.to(t.dtype)
-        bad = back > t if direction < 0 else back < t
-        out = torch.where(bad, torch.nextafter(out, torch.full_like(out, direction * math.inf)), out)
-    return out
+    return round_directed(t, dtype, direction)
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from torch import Tensor
 
 from lirpa_lid.bounds.core import InputBox
 from lirpa_lid.errors import InputError, SpecificationError
+from lirpa_lid.rounding import round_directed
 from lirpa_lid.specification.vnnlib.syntax import Parser, alternative, check_count, conjoin, syntax_error
 
 Array = Union[np.ndarray, Tensor]
@@ -65,14 +66,7 @@ def _input_box(lower: np.ndarray, upper: np.ndarray, input_shape: Sequence[int] 
 
 def _round_to(values: np.ndarray, dtype: torch.dtype, direction: int) -> Tensor:
     """``values`` in ``dtype``, rounded towards −inf (direction −1) or +inf (+1) where inexact."""
-    exact = torch.from_numpy(np.array(values, dtype=np.float64))
-    out = exact.to(dtype)
-    if dtype != torch.float64:
-        back = out.double()
-        bad = back > exact if direction < 0 else back < exact
-        towards = torch.full_like(out, -math.inf if direction < 0 else math.inf)
-        out = torch.where(bad, torch.nextafter(out, towards), out)
-    return out
+    return round_directed(torch.from_numpy(np.array(values, dtype=np.float64)), dtype, direction)
 
 
 def _spec_tensors(C: np.ndarray, d: np.ndarray, dtype: torch.dtype,
