@@ -22,7 +22,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "pre_layout"
 
 #: DESIGN.md "Layout": each layer may import only from its own layer and the layers before it
 LAYERS = [
-    ["errors", "files", "digest", "rounding", "version", "models", "solvers", "datasets"],
+    ["errors", "files", "digest", "progress", "rounding", "version", "models", "solvers", "datasets"],
     ["domains", "bounds.core", "specification"],
     ["bounds"],  # the backends: native/, auto_lirpa/, resolve, exact, distributed
     ["margin"],
