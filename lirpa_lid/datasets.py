@@ -123,6 +123,7 @@ class Split:
         return int(self.y.shape[0])
 
     def where(self, mask: Tensor) -> Split:
+        """The items where ``mask`` (bool ``[n]``) is true, or at ``mask`` if it is an index tensor."""
         return Split(self.x[mask], self.y[mask])
 
 

@@ -32,6 +32,7 @@ def _umask() -> int:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` as UTF-8 with :func:`write_bytes_atomic`."""
     return write_bytes_atomic(path, text.encode("utf-8"))
 
 

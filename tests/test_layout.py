@@ -15,7 +15,7 @@ from torch import nn
 
 import lirpa_lid
 from lirpa_lid import Certificate, CertifiedAccuracy, certify, recheck, verify_update
-from lirpa_lid.domains import Orthotope, load_domain, register_domain_kind
+from lirpa_lid.domains import Orthotope, load_domain, project, register_domain_kind
 
 PACKAGE = Path(lirpa_lid.__file__).parent
 FIXTURE = Path(__file__).parent / "fixtures" / "pre_layout"
@@ -163,6 +163,9 @@ class Ball:
     def project_(self, model):
         return self._box().project_(model)
 
+    def distance(self, params):
+        return self._box().distance(params)
+
     def mean_width(self):
         return torch.tensor(2 * self.radius)
 
@@ -205,6 +208,8 @@ def test_a_domain_kind_defined_outside_the_package_is_certified_and_checked(tmp_
     assert isinstance(load_domain(tmp_path / "cert.domain.pt"), Ball)
     assert verify_update(model, loaded, (x, y))
     assert recheck(loaded, model, (x, y))
+    moved = {n: p.detach() + 0.01 for n, p in model.named_parameters()}
+    assert project(moved, [loaded.domain]).distance > 0
     with torch.no_grad():
         model[0].weight.add_(0.01)
     verdict = verify_update(model, loaded, (x, y))

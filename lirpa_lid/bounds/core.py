@@ -29,6 +29,8 @@ class BoundMethod(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: str | BoundMethod) -> BoundMethod:
+        """The method named by ``value`` (case-insensitive; aliases such as ``"backward"``, ``"crown-optimized"``,
+        ``"α-CROWN"``); ``InputError`` listing the valid names otherwise."""
         if isinstance(value, BoundMethod):
             return value
         key = str(value).strip().lower().replace("_", "-").replace("α", "alpha")
@@ -66,6 +68,7 @@ class InputBox:
         return cls(lo, hi)
 
     def center(self) -> Tensor:
+        """The midpoint ``(lower + upper) / 2`` of the box, ``[B, *input_shape]``."""
         return (self.lower + self.upper) / 2
 
 
@@ -104,7 +107,14 @@ class BoundBackend(Protocol):
 
     def compute_bounds(self, x: Tensor, domain: WeightDomain | None = None, C: Tensor | None = None,
                        method: BoundMethod | str = BoundMethod.CROWN, input_box: InputBox | None = None,
-                       bound_upper: bool = True, alpha: AlphaOptions = AlphaOptions()) -> Bounds: ...
+                       bound_upper: bool = True, alpha: AlphaOptions = AlphaOptions()) -> Bounds:
+        """Bounds of ``C·f(x; θ)`` valid for every θ in ``domain`` and every input in ``input_box``.
+
+        ``x`` ``[B, *input_shape]`` (the point, or any point of the box); ``C`` ``[B, S, n_out]`` or
+        ``[S, n_out]`` (``None``: identity); ``domain=None`` means the model's own weights. Returns
+        ``[B, S]`` bounds (``upper`` None unless ``bound_upper``), differentiable in the domain's tensors
+        where ``differentiable`` is set.
+        """
 
 
 def check_batch(x: Tensor, input_box: InputBox | None) -> None:
@@ -121,6 +131,7 @@ def check_batch(x: Tensor, input_box: InputBox | None) -> None:
 
 
 def check_model_finite(model: nn.Module) -> None:
+    """Raise ``ModelError`` naming the first parameter or floating-point buffer that holds NaN or inf."""
     for name, p in model.named_parameters():
         if not torch.isfinite(p).all():
             raise ModelError(f"parameter {name!r} of the model contains NaN or inf")

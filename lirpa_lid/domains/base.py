@@ -34,35 +34,75 @@ class WeightDomain(Protocol):
     reference: ParamDict
 
     @property
-    def names(self) -> list[str]: ...
+    def names(self) -> list[str]:
+        """Parameter names the domain covers, in a fixed order (the order of ``reference``)."""
 
-    def center_radius(self, dtype: torch.dtype) -> dict[str, tuple[Tensor, Tensor]]: ...
+    def center_radius(self, dtype: torch.dtype) -> dict[str, tuple[Tensor, Tensor]]:
+        """``name -> (centre, radius)`` in ``dtype``, each of the parameter's shape, ``radius >= 0``.
 
-    def violations(self, params: nn.Module | Mapping[str, Tensor], atol: float = 0.0) -> list[str]: ...
+        Must guarantee that the box ``centre ± radius`` contains the whole domain despite rounding to
+        ``dtype`` (add a few ulps of slack); bound backends bound this box, so certificates rest on it.
+        Stays differentiable in the domain's tensors (the LID optimiser backpropagates through it).
+        """
 
-    def contains(self, params: nn.Module | Mapping[str, Tensor], atol: float = 0.0) -> bool: ...
+    def violations(self, params: nn.Module | Mapping[str, Tensor], atol: float = 0.0) -> list[str]:
+        """Reasons, as human-readable strings, why ``params`` is not in the domain (enlarged by ``atol``).
 
-    def project(self, params: nn.Module | Mapping[str, Tensor]) -> ParamDict: ...
+        Must decide membership exactly, in float64: an empty list means ``params`` is inside. Missing
+        parameters, wrong shapes and non-finite values are reasons, not exceptions.
+        """
 
-    def project_(self, model: nn.Module) -> nn.Module: ...
+    def contains(self, params: nn.Module | Mapping[str, Tensor], atol: float = 0.0) -> bool:
+        """Whether ``params`` lies in the domain; must agree with ``not violations(params, atol)``."""
 
-    def mean_width(self) -> Tensor: ...
+    def project(self, params: nn.Module | Mapping[str, Tensor]) -> ParamDict:
+        """A point of the domain near ``params`` (Euclidean projection where cheap), as new tensors.
 
-    def log_volume(self) -> Tensor: ...
+        Must return every parameter of ``params`` (those outside the domain unchanged, in their dtype)
+        such that :meth:`contains` holds for the result exactly, i.e. rounding inwards; never modifies
+        ``params``.
+        """
 
-    def numel(self) -> int: ...
+    def project_(self, model: nn.Module) -> nn.Module:
+        """:meth:`project`, written into the model's parameters in place; returns ``model``."""
+
+    def distance(self, params: nn.Module | Mapping[str, Tensor]) -> float:
+        """Euclidean distance (float64) from ``params`` to the domain: 0 inside, the length of the move
+        that :meth:`project` makes outside."""
+
+    def mean_width(self) -> Tensor:
+        """Scalar size measure: mean width over the free elements (the paper's); differentiable."""
+
+    def log_volume(self) -> Tensor:
+        """Scalar log-volume over the free elements (``-inf`` when the domain is flat in some direction)."""
+
+    def numel(self) -> int:
+        """Number of free (movable) weight elements."""
 
     def sample(self, n: int, generator: torch.Generator | None = None,
-               corner_fraction: float = 0.5) -> ParamDict: ...
+               corner_fraction: float = 0.5) -> ParamDict:
+        """``n`` weight vectors inside the domain, ``name -> [n, *shape]``, for empirical checks.
 
-    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> WeightDomain: ...
+        About ``corner_fraction`` of them are extreme points (vertices), the rest spread inside; every
+        sample must satisfy :meth:`contains` exactly.
+        """
 
-    def detach(self) -> WeightDomain: ...
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> WeightDomain:
+        """A new domain of the same kind with its tensors converted (``None`` keeps the current one)."""
 
-    def state_dict(self) -> dict: ...
+    def detach(self) -> WeightDomain:
+        """The same set, with tensors cut from the autograd graph (for storing a LID candidate)."""
+
+    def state_dict(self) -> dict:
+        """Detached tensors (and plain containers) describing the domain, loadable with ``weights_only``.
+
+        Must round-trip: ``from_state_dict(state_dict())`` is the same set. The ``kind`` key is added
+        by :func:`domain_state`, not here.
+        """
 
     @classmethod
-    def from_state_dict(cls, state: Mapping) -> WeightDomain: ...
+    def from_state_dict(cls, state: Mapping) -> WeightDomain:
+        """The domain a :meth:`state_dict` describes, validated; raises ``DomainError`` on a bad state."""
 
 
 _KINDS: dict[str, type] = {}
@@ -80,6 +120,7 @@ def register_domain_kind(cls: type) -> type:
 
 
 def domain_kinds() -> list[str]:
+    """Registered domain kind names, sorted (for error messages listing the valid kinds)."""
     return sorted(_KINDS)
 
 
@@ -109,6 +150,7 @@ def domain_from_state(state: Mapping) -> WeightDomain:
 
 
 def save_domain(domain: WeightDomain, path: str | Path) -> None:
+    """Write ``domain`` with its kind (:func:`domain_state`) to ``path``; :func:`load_domain` reads it back."""
     torch.save(domain_state(domain), Path(path))
 
 

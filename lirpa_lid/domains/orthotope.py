@@ -121,6 +121,7 @@ class Orthotope:
     # ---------------------------------------------------------------- views
     @property
     def names(self) -> list[str]:
+        """Parameter names of the box, in the order of ``reference``."""
         return list(self.reference)
 
     def bounds(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -180,6 +181,7 @@ class Orthotope:
         return torch.log(self.widths()).sum()
 
     def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> Orthotope:
+        """A copy with reference and offsets converted (masks only moved); ``None`` keeps dtype/device."""
         conv = (lambda t: t.to(device=device, dtype=dtype))
         return Orthotope({n: conv(t) for n, t in self.reference.items()},
                          {n: conv(t) for n, t in self.lower.items()},
@@ -187,6 +189,7 @@ class Orthotope:
                          {n: m.to(device=device) for n, m in self.free.items()})
 
     def detach(self) -> Orthotope:
+        """The same box with its offsets detached from the autograd graph (for storing a candidate)."""
         return Orthotope(self.reference, {n: t.detach() for n, t in self.lower.items()},
                          {n: t.detach() for n, t in self.upper.items()}, self.free)
 
@@ -215,6 +218,7 @@ class Orthotope:
         return reasons
 
     def contains(self, params: nn.Module | Mapping[str, Tensor], atol: float = 0.0) -> bool:
+        """Whether ``params`` lies in the box enlarged by ``atol`` (exact float64 check)."""
         return not self.violations(params, atol)
 
     def _checked(self, params: nn.Module | Mapping[str, Tensor]) -> ParamDict:
@@ -312,21 +316,25 @@ class Orthotope:
 
     # ---------------------------------------------------------------- files
     def state_dict(self) -> dict:
+        """``reference``, ``lower``, ``upper`` (detached) and ``free``, each a name → tensor dict."""
         return {"reference": self.reference, "lower": {n: t.detach() for n, t in self.lower.items()},
                 "upper": {n: t.detach() for n, t in self.upper.items()}, "free": self.free}
 
     @classmethod
     def from_state_dict(cls, state: Mapping) -> Orthotope:
+        """The orthotope a :meth:`state_dict` describes (re-validated); ``DomainError`` if a key is missing."""
         try:
             return cls(state["reference"], state["lower"], state["upper"], state["free"])
         except KeyError as exc:
             raise DomainError(f"not an orthotope file: missing key {exc}") from None
 
     def save(self, path: str | Path) -> None:
+        """Write the box to ``path`` as a domain file recording its kind (see :func:`save_domain`)."""
         save_domain(self, path)
 
     @classmethod
     def load(cls, path: str | Path) -> Orthotope:
+        """Read an orthotope file; ``DomainError`` if the file holds another kind of domain."""
         domain = load_domain(path)
         if not isinstance(domain, cls):
             raise DomainError(f"{path}: a {domain.kind} file, not an orthotope file")

@@ -156,12 +156,18 @@ class ProjectedOptimizer:
 
     @property
     def param_groups(self):
+        """The wrapped optimiser's parameter groups (so learning rates can be read and set through the wrapper)."""
         return self.optimizer.param_groups
 
     def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forward to the wrapped optimiser's ``zero_grad``."""
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def project_(self, batch: tuple[Tensor, Tensor] | None = None) -> Projection:
+        """Project the model in place onto a candidate, preferring the current one; updates ``current``.
+
+        ``batch`` ``(x, y)`` is required for ``best_loss`` (it scores each candidate's projection).
+        """
         loss_fn = None
         if self.strategy == "best_loss":
             if batch is None:
@@ -175,6 +181,7 @@ class ProjectedOptimizer:
 
     def step(self, closure: Callable[[], Tensor] | None = None, *,
              batch: tuple[Tensor, Tensor] | None = None) -> Tensor | None:
+        """The wrapped optimiser's ``step(closure)``, then :meth:`project_`; returns the closure's loss."""
         loss = self.optimizer.step(closure)
         self.project_(batch)
         return loss

@@ -22,6 +22,7 @@ class ElementwiseAffine(nn.Module):
         self.register_buffer("shift", shift.clone())
 
     def forward(self, x: Tensor) -> Tensor:
+        """``x * scale + shift`` for ``x`` ``[B, *row_shape]``."""
         # auto_LiRPA 0.3 mishandles un-batched tensor constants in Add/Sub under CROWN: give tensors a
         # leading unit dimension, and scalars as Python numbers
         if self.scale.dim() == 0:
@@ -29,4 +30,5 @@ class ElementwiseAffine(nn.Module):
         return x * self.scale.unsqueeze(0) + self.shift.unsqueeze(0)
 
     def extra_repr(self) -> str:
+        """Shapes of the constants, for ``print(model)``."""
         return f"scale_shape={tuple(self.scale.shape)}, shift_shape={tuple(self.shift.shape)}"

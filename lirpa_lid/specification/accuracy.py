@@ -195,6 +195,7 @@ class CertifiedAccuracy:
         return out
 
     def with_threshold(self, threshold: float) -> CertifiedAccuracy:
+        """A new specification on the same items and options with ``threshold`` (re-validated)."""
         return CertifiedAccuracy(self.x, self.y, self.num_classes, threshold, self.balanced,
                                  self.temperature, self.name, self.classes.tolist(), self.epsilon,
                                  self.data_min, self.data_max)
@@ -283,6 +284,7 @@ class CertifiedAccuracy:
         return self.threshold - value
 
     def violated(self, value: Tensor | float) -> bool:
+        """Whether ``value`` falls short of the threshold (:meth:`defect` ``> 0``)."""
         return float(self.defect(value)) > 0
 
     # ------------------------------------------------------------------ records

@@ -105,6 +105,7 @@ class BoundQuery:
         return BoundQuery(torch.minimum(torch.maximum(self.x.to(dtype), lo), up), self.C.to(dtype), d, lo, up)
 
     def input_box(self) -> InputBox | None:
+        """The input boxes ``[Q, *input_shape]`` as an :class:`InputBox`, or ``None`` for point inputs."""
         return None if self.lower is None else InputBox(self.lower, self.upper)
 
 
@@ -126,25 +127,44 @@ class Specification(Protocol):
 
     def __len__(self) -> int: ...
 
-    def query(self, dtype: torch.dtype | None = None) -> BoundQuery: ...
+    def query(self, dtype: torch.dtype | None = None) -> BoundQuery:
+        """What to bound for the current items (``Q`` rows, possibly more than one per item).
 
-    def subset(self, index: Tensor) -> Specification: ...
+        In ``dtype`` (``None``: the spec's own) converted soundly: input boxes rounded outwards and
+        ``d`` upwards, so margins bounded in ``dtype`` never overstate the exact ones.
+        """
 
-    def with_threshold(self, threshold: float) -> Specification: ...
+    def subset(self, index: Tensor) -> Specification:
+        """The same spec (threshold, name, options) restricted to the items ``index`` (a minibatch)."""
 
-    def certified(self, margins: Tensor) -> Tensor: ...
+    def with_threshold(self, threshold: float) -> Specification:
+        """A copy with a new threshold (the original is unchanged); validated like the constructor."""
 
-    def hard_value(self, margins: Tensor) -> Tensor: ...
+    def certified(self, margins: Tensor) -> Tensor:
+        """Bool ``[len(spec)]``: whether each item holds, read from margin lower bounds ``[Q, R]`` of
+        :meth:`query` (``> 0`` = satisfied). Must be sound: an item is certified only if its bounds prove it.
+        Shape or NaN errors raise (see :func:`check_margins`)."""
 
-    def soft_value(self, margins: Tensor) -> Tensor: ...
+    def hard_value(self, margins: Tensor) -> Tensor:
+        """Scalar in ``[0, 1]`` from margins ``[Q, R]``: the (possibly class-balanced) fraction of
+        :meth:`certified` items; what certificates count. Not differentiable."""
 
-    def defect(self, value: Tensor | float) -> Tensor | float: ...
+    def soft_value(self, margins: Tensor) -> Tensor:
+        """Differentiable scalar in ``[0, 1]`` from margins ``[Q, R]``, increasing in every margin: the
+        surrogate of :meth:`hard_value` that the LID optimiser constrains."""
 
-    def violated(self, value: Tensor | float) -> bool: ...
+    def defect(self, value: Tensor | float) -> Tensor | float:
+        """``threshold − value``; positive means the constraint ``value ≥ threshold`` is violated."""
 
-    def describe(self) -> dict: ...
+    def violated(self, value: Tensor | float) -> bool:
+        """Whether :meth:`defect` of ``value`` is strictly positive."""
 
-    def digest(self) -> str: ...
+    def describe(self) -> dict:
+        """A JSON-able record of the spec (kind, name, size, threshold, options) for certificates and logs."""
+
+    def digest(self) -> str:
+        """SHA-256 hex digest of the items (data and labels, or property contents), recorded in
+        certificates so a recheck can tell the items changed; options such as ε go in :meth:`describe`."""
 
 
 def check_margins(name: str, margins: Tensor, shape: tuple[int, int]) -> None:

@@ -93,6 +93,12 @@ class LirpaBoundedNetwork:
     def compute_bounds(self, x: Tensor, domain: WeightDomain | None = None, C: Tensor | None = None,
                        method: BoundMethod | str = BoundMethod.CROWN, input_box: InputBox | None = None,
                        bound_upper: bool = True, alpha: AlphaOptions = AlphaOptions()) -> Bounds:
+        """Bounds of ``C·f(x; θ)`` over θ in ``domain`` (and x in ``input_box``): ``[B, S]`` each.
+
+        Builds the bounded module on the first call (for the domain's parameters and the dtype and shape of
+        ``x``); later calls must match them. ``domain=None`` bounds the model's own weights (width 0).
+        auto_LiRPA failures are raised as :class:`BackendError`.
+        """
         method = BoundMethod.parse(method)
         check_batch(x, input_box)
         check_model_finite(self.model)

@@ -55,13 +55,16 @@ class Patch:
 
     @property
     def applied(self) -> bool:
+        """Whether the fix is in effect now (applied and not undone)."""
         return self._undo is not None
 
     def apply(self) -> None:
+        """Apply the fix, keeping what :meth:`undo` needs; a no-op if already applied."""
         if not self.applied:
             self._undo = self._apply()
 
     def undo(self) -> None:
+        """Restore what the fix replaced; a no-op if it is not applied."""
         if self._undo is not None:
             self._undo()
             self._undo = None
@@ -254,6 +257,7 @@ PATCHES: list[Patch] = [
 
 
 def patch(name: str) -> Patch:
+    """The patch in ``PATCHES`` called ``name`` (``KeyError`` if none); the tests undo patches one by one."""
     for p in PATCHES:
         if p.name == name:
             return p

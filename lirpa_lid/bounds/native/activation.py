@@ -13,6 +13,11 @@ from lirpa_lid.bounds.native.base import Op, Params
 
 
 class ActivationOp(Op):
+    """An element-wise activation relaxed by a lower and an upper line per neuron (no parameters).
+
+    Subclasses supply :meth:`relaxation`; the backward step is shared.
+    """
+
     elementwise = True
     nonlinear = True
 
@@ -22,6 +27,8 @@ class ActivationOp(Op):
 
     def backward(self, A: Tensor, lo: Tensor, hi: Tensor, p: Params,
                  relax: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per coefficient, the lower line where ``A ≥ 0`` and the upper line where ``A < 0``:
+        ``A_in = A·k`` ``[B, S, *shape]`` and ``const = Σ A·b`` ``[B, S]``."""
         kl, bl, ku, bu = self.relaxation(lo, hi, relax)
         kl, bl, ku, bu = (t.unsqueeze(1) if t.dim() == lo.dim() else t for t in (kl, bl, ku, bu))
         positive = A >= 0
@@ -42,9 +49,11 @@ class ReluOp(ActivationOp):
     lower_intercept = False
 
     def forward(self, x: Tensor, p: Params) -> Tensor:
+        """``relu(x)``."""
         return torch.relu(x)
 
     def interval(self, lo: Tensor, hi: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        """``[relu(lo), relu(hi)]`` (exact: ReLU is monotone)."""
         return torch.relu(lo), torch.relu(hi)
 
     @staticmethod
@@ -56,6 +65,11 @@ class ReluOp(ActivationOp):
         return ku, unstable
 
     def relaxation(self, lo, hi, relax):
+        """``(kl, bl, ku, bu)`` as in the class docstring; stable neurons get the exact line (0 or identity).
+
+        ``ku``, ``bu`` have the input's shape ``[B, *shape]``; ``kl``, ``bl`` too, or ``[B, S, *shape]``
+        when ``relax`` (α) is given, clamped to ``[0, 1]`` with an identity gradient.
+        """
         ku, unstable = self.upper_slope(lo, hi)
         bu = torch.where(unstable, -ku * lo, torch.zeros_like(lo))
         active = (lo >= 0).to(lo.dtype)
@@ -89,15 +103,19 @@ class SShapedOp(ActivationOp):
     bisection_steps = 40
 
     def f(self, x: Tensor) -> Tensor:
+        """σ itself, element-wise."""
         raise NotImplementedError
 
     def df(self, x: Tensor) -> Tensor:
+        """σ', element-wise (positive)."""
         raise NotImplementedError
 
     def forward(self, x: Tensor, p: Params) -> Tensor:
+        """``σ(x)``."""
         return self.f(x)
 
     def interval(self, lo: Tensor, hi: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        """``[σ(lo), σ(hi)]`` (exact: σ is increasing)."""
         return self.f(lo), self.f(hi)
 
     def _tangent_through(self, anchor: Tensor, d_lo: Tensor, d_hi: Tensor, valid_high: bool,
@@ -142,6 +160,7 @@ class SShapedOp(ActivationOp):
         raise NotImplementedError
 
     def relaxation(self, lo, hi, relax):
+        """``(kl, bl, ku, bu)``, each ``[B, *shape]``, as in the class docstring (``relax`` is ignored)."""
         f_lo, f_hi = self.f(lo), self.f(hi)
         scale = torch.maximum(torch.ones_like(lo), torch.maximum(lo.abs(), hi.abs()))
         tiny = (hi - lo) <= (1e-4 if lo.dtype == torch.float32 else 1e-8) * scale
@@ -179,10 +198,14 @@ class SShapedOp(ActivationOp):
 
 
 class TanhOp(SShapedOp):
+    """``tanh``, relaxed as an S-shaped function."""
+
     def f(self, x):
+        """``tanh(x)``."""
         return torch.tanh(x)
 
     def df(self, x):
+        """``1 − tanh(x)²``."""
         return 1 - torch.tanh(x) ** 2
 
     def _d2f(self, x):
@@ -191,10 +214,14 @@ class TanhOp(SShapedOp):
 
 
 class SigmoidOp(SShapedOp):
+    """The logistic sigmoid, relaxed as an S-shaped function."""
+
     def f(self, x):
+        """``sigmoid(x)``."""
         return torch.sigmoid(x)
 
     def df(self, x):
+        """``s·(1 − s)`` with ``s = sigmoid(x)``."""
         s = torch.sigmoid(x)
         return s * (1 - s)
 

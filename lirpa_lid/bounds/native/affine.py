@@ -13,6 +13,8 @@ from lirpa_lid.bounds.native.base import Op, Params, batch_dot
 
 
 class AffineOp(Op):
+    """``y = x·scale + shift`` (or ``x / divisor + shift``) with constant tensors, no boxed parameters."""
+
     elementwise = True
 
     def __init__(self, name: str, scale: Tensor, shift: Tensor, divisor: Tensor | None = None):
@@ -24,15 +26,19 @@ class AffineOp(Op):
         return scaled + self.shift.to(x.dtype)
 
     def forward(self, x: Tensor, p: Params) -> Tensor:
+        """The map, computed exactly as the model computes it."""
         return self._apply(x)
 
     def interval(self, lo: Tensor, hi: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        """Images of the two end points, ordered (sound since rounding is monotone)."""
         # rounding is monotone, so the images of the end points bound every image of the interval
         a, b = self._apply(lo), self._apply(hi)
         return a.minimum(b), a.maximum(b)
 
     def backward(self, A: Tensor, lo: Tensor, hi: Tensor, p: Params,
                  relax: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``A_in = A·scale`` (or ``A / divisor``) and ``const = A·shift`` ``[B, S]``: no relaxation, the map
+        is affine."""
         shift = self.shift.to(A.dtype).expand(lo.shape)
         A_in = A / self.divisor.to(A.dtype) if self.divisor is not None else A * self.scale.to(A.dtype)
         return A_in, batch_dot(A, shift)

@@ -31,10 +31,12 @@ class ParamBox:
 
     @property
     def lower(self) -> Tensor:
+        """``center − radius`` (the centre itself when not perturbed)."""
         return self.center if self.radius is None else self.center - self.radius
 
     @property
     def upper(self) -> Tensor:
+        """``center + radius`` (the centre itself when not perturbed)."""
         return self.center if self.radius is None else self.center + self.radius
 
 
@@ -42,6 +44,7 @@ Params = dict[str, ParamBox]
 
 
 def pos_neg(t: Tensor) -> tuple[Tensor, Tensor]:
+    """``(max(t, 0), min(t, 0))``, same shape as ``t``: the split that picks lower or upper bounds per sign."""
     return t.clamp(min=0), t.clamp(max=0)
 
 

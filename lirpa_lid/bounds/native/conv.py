@@ -51,10 +51,13 @@ class ConvOp(Op):
                         self.dilation)
 
     def forward(self, x: Tensor, p: Params) -> Tensor:
+        """The convolution at the parameter centres."""
         bias = p["bias"].center if "bias" in p else None
         return F.conv2d(x, p["weight"].center, bias, self.stride, self.padding, self.dilation)
 
     def interval(self, lo: Tensor, hi: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        """Interval bounds ``[B, O, H', W']``: centre-radius form for a fixed kernel, the exact range of every
+        product term (:func:`interval_product`) for a boxed one; plus the bias box."""
         w = p["weight"]
         if w.radius is None:
             mid, rad = (hi + lo) / 2, (hi - lo) / 2
@@ -93,6 +96,8 @@ class ConvOp(Op):
 
     def backward(self, A: Tensor, lo: Tensor, hi: Tensor, p: Params,
                  relax: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(A_in, const)`` by the relaxation in the class docstring: ``A_in`` ``[B, S, C, H, W]``,
+        ``const`` ``[B, S]``."""
         B, S = A.shape[:2]
         flat = A.reshape(B * S, *A.shape[2:])
         in_hw = lo.shape[-2:]

@@ -31,10 +31,13 @@ class LinearOp(Op):
         self.param_names = param_names
 
     def forward(self, x: Tensor, p: Params) -> Tensor:
+        """``h Wcᵀ + bc`` at the parameter centres."""
         out = _linear(x, p["weight"].center)
         return out + p["bias"].center if "bias" in p else out
 
     def interval(self, lo: Tensor, hi: Tensor, p: Params) -> tuple[Tensor, Tensor]:
+        """Interval bounds ``[B, O]``: centre-radius form for a fixed weight, the exact range of every
+        product term (:func:`interval_product`) for a boxed one; plus the bias box."""
         w = p["weight"]
         if w.radius is None:
             mid, rad = (hi + lo) / 2, (hi - lo) / 2
@@ -48,6 +51,8 @@ class LinearOp(Op):
 
     def backward(self, A: Tensor, lo: Tensor, hi: Tensor, p: Params,
                  relax: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``(A_in, const)`` by the relaxation in the class docstring: ``A_in`` ``[B, S, I]``, ``const``
+        ``[B, S]``."""
         w = p["weight"]
         A_in = A.matmul(w.center)
         const = A.new_zeros(A.shape[:2])

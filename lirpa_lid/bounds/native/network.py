@@ -68,6 +68,7 @@ class NativeBoundedNetwork:
         self._chains: dict[tuple[int, ...], list[Op]] = {}
 
     def chain(self, input_shape: tuple[int, ...]) -> list[Op]:
+        """The operator chain of the model for inputs ``[B, *input_shape]``, built once and cached."""
         key = tuple(input_shape)
         if key not in self._chains:
             self._chains[key] = build_chain(self.model, key)

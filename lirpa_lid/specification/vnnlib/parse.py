@@ -131,6 +131,7 @@ class Disjunct:
 
     @property
     def n_rows(self) -> int:
+        """``k``, the number of output rows ``C·y ≤ d`` (0: every output is unsafe on the box)."""
         return self.C.shape[0]
 
     def margins(self, y: Array) -> np.ndarray:

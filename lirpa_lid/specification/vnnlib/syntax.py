@@ -66,6 +66,7 @@ def _read(text: str, src: str) -> list[_Sym | _List]:
 
 
 def syntax_error(src: str, line: int, message: str) -> SpecificationError:
+    """The error to raise for ``message`` at ``line`` of file ``src`` (``"src, line N: message"``)."""
     return SpecificationError(f"{src}, line {line}: {message}")
 
 
@@ -122,16 +123,26 @@ def _head(node: _Sym | _List) -> str | None:
 
 
 class Parser:
+    """Reads the commands of one VNN-LIB file: declarations (``decl``) and asserted formulas in DNF.
+
+    One parser per file; errors name ``src`` and the line.
+    """
+
     def __init__(self, src: str):
         self.src = src
         self.decl: dict[tuple[str, int], int] = {}  # variable -> line of its declaration
         self.leaves: dict[str, _Lin] = {}  # numbers and declared variables already seen
 
     def err(self, line: int, message: str) -> SpecificationError:
+        """:func:`syntax_error` for this file."""
         return syntax_error(self.src, line, message)
 
     # ---- commands
     def run(self, text: str) -> tuple[list[tuple[list[_Conj], int]], int]:
+        """Parse ``text``: each ``assert`` as ``(DNF, line)``, and the line of the last command.
+
+        Declarations are recorded in ``decl``; the ``set-logic``-style commands are skipped.
+        """
         asserts = []
         last_line = 1
         for node in _read(text, self.src):
@@ -154,6 +165,7 @@ class Parser:
         return asserts, last_line
 
     def declare(self, line: int, args: list) -> None:
+        """Record ``(declare-const X_i Real)`` / ``Y_j``; other names, sorts or repeats are errors."""
         if len(args) != 2 or not all(isinstance(a, tuple) for a in args):
             raise self.err(line, "expected (declare-const NAME Real)")
         (name, _), (sort, _) = args
@@ -170,6 +182,7 @@ class Parser:
 
     # ---- formulas -> DNF (list of conjunctions)
     def formula(self, node: _Sym | _List) -> list[_Conj]:
+        """A formula (comparison, ``and``, ``or``) in disjunctive normal form: a list of conjunctions."""
         op, line = _head(node), _line(node)
         if op is None:
             shown = node[0] if isinstance(node, tuple) else "(...)"
@@ -218,6 +231,7 @@ class Parser:
 
     # ---- linear terms
     def term(self, node: _Sym | _List) -> _Lin:
+        """A linear term (number, variable, ``+``, ``-``, constant ``*``) as a :class:`_Lin`."""
         if isinstance(node, tuple):
             leaf = self.leaves.get(node[0])
             return leaf if leaf is not None else self.leaf(node)
@@ -330,6 +344,8 @@ def alternative(conj: _Conj, n_in: int, cache: dict) -> tuple[np.ndarray, np.nda
 
 def check_count(decl: dict[tuple[str, int], int], kind: str, given: int | None, src: str,
                  last_line: int) -> int:
+    """Number of ``kind`` (``"X"`` or ``"Y"``) variables declared, checked to be ``0..n-1`` without gaps
+    and equal to ``given`` when given; errors point at the last declaration (``last_line`` if none)."""
     idx = sorted(i for k, i in decl if k == kind)
     what = "input" if kind == "X" else "output"
     if not idx:
