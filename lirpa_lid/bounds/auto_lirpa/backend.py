@@ -240,5 +240,7 @@ class _BoxBounds(torch.autograd.Function):
         leaves = ctx.runner.leaves
         if not outs_g:
             return (None,) + tuple(torch.zeros_like(t) for t in leaves)
-        g = torch.autograd.grad([o for o, _ in outs_g], leaves, [g for _, g in outs_g], allow_unused=True)
+        runner = ctx.runner
+        with _reported_as_backend_error(runner.method, runner.input_box):  # auto_LiRPA's graph, differentiated
+            g = torch.autograd.grad([o for o, _ in outs_g], leaves, [g for _, g in outs_g], allow_unused=True)
         return (None, *(torch.zeros_like(t) if gi is None else gi for gi, t in zip(g, leaves)))
