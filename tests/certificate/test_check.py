@@ -1,5 +1,5 @@
-"""Certificates: Clopper–Pearson values, certification on held-out data, file round trip, and the
-rejection of every kind of tampering by verify_update / recheck."""
+"""Checks by recomputation: verify_update / recheck reject every kind of tampering; local robustness
+and VNN-LIB certificates are rechecked from their records."""
 from __future__ import annotations
 
 import json
@@ -7,135 +7,15 @@ import shutil
 
 import pytest
 import torch
-from lid_helpers import cached_lid, certified_items, task0_spec, tasks
+from lid_helpers import certified_items, tasks
 
 from lirpa_lid import CertifiedAccuracy, InputError, Orthotope, VnnlibSpecification, load_onnx
-from lirpa_lid.certificate.certify import (
-    Certificate,
-    certify,
-    certify_all,
-    clopper_pearson_lower,
-    recheck,
-    verify_update,
-)
+from lirpa_lid.certificate.certify import certify
+from lirpa_lid.certificate.check import recheck, verify_update
+from lirpa_lid.certificate.record import Certificate
+from lirpa_lid.certificate.statistics import Guarantee, clopper_pearson_lower
 from lirpa_lid.datasets import data_dir
 from lirpa_lid.digest import digest_weights
-from lirpa_lid.errors import CertificateError, SpecificationError
-
-
-# ------------------------------------------------------------------------------ statistics
-def test_clopper_pearson_known_values():
-    assert clopper_pearson_lower(100, 100, 0.05) == pytest.approx(0.05 ** (1 / 100), rel=1e-12)  # 0.970487
-    assert clopper_pearson_lower(100, 100, 0.05) == pytest.approx(0.970487, abs=1e-6)
-    assert clopper_pearson_lower(0, 50, 0.05) == 0.0
-    # textbook: the exact two-sided 95% interval of 50/100 is (0.3983, 0.6017); its lower end is the
-    # one-sided bound at delta = 0.025
-    assert clopper_pearson_lower(50, 100, 0.025) == pytest.approx(0.398321, abs=1e-6)
-    # k = 1: the lower bound solves 1 - (1 - p)^n = delta
-    assert clopper_pearson_lower(1, 10, 0.05) == pytest.approx(1 - 0.95 ** (1 / 10), rel=1e-9)
-
-
-@pytest.mark.parametrize("k, n", [(7, 20), (93, 100), (1, 3), (450, 457)])
-def test_clopper_pearson_matches_scipy_binomtest(k, n):
-    from scipy.stats import binomtest
-    low = binomtest(k, n).proportion_ci(confidence_level=0.90, method="exact").low
-    assert clopper_pearson_lower(k, n, 0.05) == pytest.approx(low, rel=1e-9)
-
-
-@pytest.mark.parametrize("k, n, delta", [(5, 4, 0.05), (-1, 4, 0.05), (0, 0, 0.05), (2, 4, 0.0), (2, 4, 1.0)])
-def test_clopper_pearson_bad_input(k, n, delta):
-    with pytest.raises(InputError):
-        clopper_pearson_lower(k, n, delta)
-
-
-# ------------------------------------------------------------------------------ certify
-@pytest.fixture(scope="module")
-def setup():
-    model, result = cached_lid("CROWN")
-    cand = result.largest()
-    held_out = task0_spec(cand.thresholds[0], split="val", name="task 0 held-out")
-    return model, cand, held_out
-
-
-def test_certify_counts_and_bound(setup):
-    model, cand, held_out = setup
-    cert = certify(model, cand, held_out, "CROWN", delta=0.05, exclude=tasks()[0].train)
-    ok = certified_items(model, cand.domain, held_out, "CROWN")
-    assert (cert.k, cert.n) == (int(ok.sum()), len(held_out))
-    assert cert.bound == pytest.approx(clopper_pearson_lower(cert.k, cert.n, 0.05))
-    assert cert.bound < cert.empirical <= 1
-    assert "with probability >= 0.95" in cert.statement.lower() and "every weight vector" in cert.statement
-    assert cert.reference_digest == digest_weights(cand.domain.reference)
-    assert cert.held_out.startswith("checked") and cert.dtype == "float64"
-    assert set(cert.versions) == {"lirpa_lid", "torch", "auto_LiRPA"}
-
-
-def test_balanced_certificate_uses_per_class_bounds_and_a_union_bound(setup):
-    model, cand, held_out = setup
-    bal = task0_spec(0.5, split="val", name="balanced")
-    bal = type(bal)(bal.x, bal.y, 6, 0.5, balanced=True, name="balanced")
-    cert = certify(model, cand, bal, "CROWN", delta=0.1)
-    assert set(cert.class_counts) == {0, 1}
-    assert sum(n for _, n in cert.class_counts.values()) == cert.n
-    expected = sum(clopper_pearson_lower(k, n, 0.05) for k, n in cert.class_counts.values()) / 2
-    assert cert.bound == pytest.approx(expected)
-    assert "union bound" in cert.statement
-
-
-def test_held_out_items_must_be_disjoint_from_the_optimisation_set(setup):
-    model, cand, _ = setup
-    on_train = task0_spec(0.9, split="train")
-    with pytest.raises(SpecificationError, match="also occur in the optimisation data"):
-        certify(model, cand, on_train, exclude=on_train)
-
-
-def test_certify_all_splits_delta(setup):
-    model, cand, held_out = setup
-    _, result = cached_lid("CROWN")
-    certs = certify_all(model, result.candidates[:2], held_out, "CROWN", delta=0.05)
-    assert [c.delta for c in certs] == [0.025, 0.025]
-
-
-# ------------------------------------------------------------------------------ files
-def test_save_load_round_trip(setup, tmp_path):
-    model, cand, held_out = setup
-    cert = certify(model, cand, held_out, "CROWN")
-    path = cert.save(tmp_path / "cert.json")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["cert.domain.pt", "cert.json"]
-    loaded = Certificate.load(path)
-    for field in ("spec", "reference_digest", "frozen_digest", "data_digest", "method", "n", "k", "bound",
-                  "delta", "balanced", "statement", "versions", "created", "held_out", "label"):
-        assert getattr(loaded, field) == getattr(cert, field), field
-    for n in cand.domain.names:
-        assert torch.equal(loaded.domain.lower[n], cert.domain.lower[n])
-        assert torch.equal(loaded.domain.reference[n], cert.domain.reference[n])
-    assert verify_update(model, path, held_out).ok
-    assert recheck(path, model, held_out).ok
-
-
-def test_failed_save_leaves_nothing(setup, tmp_path, monkeypatch):
-    model, cand, held_out = setup
-    cert = certify(model, cand, held_out, "CROWN")
-
-    def boom(*a, **k):
-        raise OSError("disk full")
-    monkeypatch.setattr(json, "dump", boom)
-    with pytest.raises(OSError):
-        cert.save(tmp_path / "cert.json")
-    assert list(tmp_path.iterdir()) == []
-
-
-@pytest.mark.parametrize("content, message", [
-    ("not json", "not a JSON certificate"), ('{"format": "other"}', "not a lirpa_lid certificate"),
-    ('{"format": "lirpa_lid.certificate/1"}', "missing field"),
-])
-def test_malformed_files(tmp_path, content, message):
-    (tmp_path / "c.json").write_text(content)
-    with pytest.raises(CertificateError, match=message):
-        Certificate.load(tmp_path / "c.json")
-    assert not verify_update(torch.nn.Linear(1, 1), tmp_path / "c.json").ok
-    with pytest.raises(CertificateError, match="does not exist"):
-        Certificate.load(tmp_path / "missing.json")
 
 
 # ------------------------------------------------------------------------------ tampering
@@ -275,6 +155,7 @@ def test_vnnlib_certificate_is_deterministic_and_rechecks_the_recorded_file(tmp_
     path = cert.save(tmp_path / "c.json")
     loaded = Certificate.load(path)
     assert loaded.guarantee == "deterministic" and json.loads(path.read_text())["guarantee"] == "deterministic"
+    assert cert.guarantee is loaded.guarantee is Guarantee.DETERMINISTIC
     assert recheck(path, net.module).ok and recheck(path, net.module, spec).ok
     assert verify_update(net.module, path, spec).ok
     with pytest.raises(InputError, match="takes a VnnlibSpecification"):
