@@ -19,7 +19,7 @@ from lirpa_lid.domains.base import WeightDomain
 from lirpa_lid.errors import InputError, ModelError
 
 
-class BoundMethod(str, enum.Enum):
+class BoundMethod(enum.StrEnum):
     """Bound propagation methods (names as in auto_LiRPA / α,β-CROWN)."""
 
     IBP = "IBP"

@@ -19,7 +19,7 @@ batch 256, 3 epochs, lr 1e-3; InterContiNet lr 0.01, batch 128.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,10 +27,11 @@ from torch import Tensor, nn
 
 from lirpa_lid.bounds.resolve import bounded_network
 from lirpa_lid.certificate.certify import Certificate, certify
+from lirpa_lid.continual.heads import head_logits, head_loss
 from lirpa_lid.continual.importance import fisher_diagonal
 from lirpa_lid.continual.replay import ReplayBuffer
 from lirpa_lid.continual.tasks import SplitTask
-from lirpa_lid.continual.training import TrainConfig, fit, head_logits, head_loss
+from lirpa_lid.continual.training import TrainConfig, fit
 from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.margin import compute_margins, hard_values, largest_scale
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
@@ -41,18 +42,27 @@ AGEM_TRAIN = TrainConfig(epochs=3, batch_size=256, lr=1e-3)
 
 
 class FineTune:
-    """Sequential training with no protection ("SGD")."""
+    """Sequential training with no protection ("SGD"), and the base of the other baselines.
+
+    A subclass changes what happens around :func:`~lirpa_lid.continual.training.fit` through three
+    hooks: :meth:`penalty` (an extra loss term from task 1 on), :meth:`before_step` (edits the
+    gradients before each optimiser step, from task 1 on) and :meth:`after_task` (records what the
+    next tasks need: anchors, snapshots, memory).
+    """
 
     def __init__(self, model: nn.Module, train: TrainConfig = BASELINE_TRAIN, seed: int = 0, name: str = "SGD"):
         self.model, self.train, self.seed, self.name = model, train, int(seed), name
 
     def penalty(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor | None:
+        """An extra loss on the minibatch ``(x, y)`` (None: nothing); fine-tuning adds none."""
         return None
 
     def before_step(self) -> None:
+        """Edit the gradients in place before the optimiser step; fine-tuning leaves them."""
         return None
 
     def learn(self, t: int, tasks: Sequence[SplitTask]) -> None:
+        """Train on ``tasks[t]`` with the hooks (from task 1 on), then :meth:`after_task`."""
         task = tasks[t]
         fit(self.model, task.train, self.train, head=task.head, seed=self.seed * 1009 + t,
             penalty=self._penalty if t > 0 else None, before_step=self._before if t > 0 else None)
@@ -66,9 +76,11 @@ class FineTune:
         self.before_step()
 
     def after_task(self, t: int, tasks: Sequence[SplitTask]) -> None:
+        """Record what later tasks need after task ``t`` was learned; fine-tuning records nothing."""
         return None
 
     def certificates(self) -> dict[int, Certificate]:
+        """No certificates: the baselines other than :class:`IntervalCL` certify nothing."""
         return {}
 
 
@@ -85,6 +97,9 @@ def ewc_penalty(model: nn.Module, anchors: Sequence[tuple[dict[str, Tensor], dic
 
 
 class EWC(FineTune):
+    """Elastic weight consolidation (see module docstring): after each task a diagonal Fisher and the
+    weights are kept as an anchor; later tasks pay :func:`ewc_penalty` for moving away from them."""
+
     def __init__(self, model: nn.Module, lmbd: float = 1e6, fisher_batch: int = 64, fisher_mode: str = "batch",
                  train: TrainConfig = BASELINE_TRAIN, seed: int = 0, name: str = "EWC"):
         super().__init__(model, train, seed, name)
@@ -92,9 +107,11 @@ class EWC(FineTune):
         self.anchors: list[tuple[dict[str, Tensor], dict[str, Tensor]]] = []
 
     def penalty(self, model, x, y):
+        """``λ/2 Σ F (θ − θ*)²`` over the anchors of the earlier tasks."""
         return ewc_penalty(model, self.anchors, self.lmbd)
 
     def after_task(self, t, tasks):
+        """Anchor task ``t``: the Fisher on ``fisher_batch`` seeded training items, and the weights."""
         task = tasks[t]
         g = torch.Generator().manual_seed(self.seed * 1009 + t)
         idx = torch.randperm(len(task.train), generator=g)[:self.fisher_batch]
@@ -118,6 +135,9 @@ def distillation_loss(new_logits: Tensor, old_logits: Tensor, classes: Sequence[
 
 
 class LwF(FineTune):
+    """Learning without forgetting (see module docstring): a frozen snapshot after each task; later
+    tasks pay ``λ`` times the distillation loss of every snapshot on the current minibatch."""
+
     def __init__(self, model: nn.Module, lmbd: float = 0.05, temperature: float = 2.0,
                  train: TrainConfig = BASELINE_TRAIN, seed: int = 0, name: str = "LwF"):
         super().__init__(model, train, seed, name)
@@ -125,6 +145,7 @@ class LwF(FineTune):
         self.snapshots: list[tuple[nn.Module, tuple[int, ...], bool]] = []
 
     def penalty(self, model, x, y):
+        """``λ Σ_snapshots`` :func:`distillation_loss` of the snapshot's logits on ``x``."""
         new = model(x)
         total = new.new_zeros(())
         for old_model, classes, restrict in self.snapshots:
@@ -134,6 +155,7 @@ class LwF(FineTune):
         return self.lmbd * total
 
     def after_task(self, t, tasks):
+        """Keep a frozen copy of the model with task ``t``'s classes (and whether its head is masked)."""
         snap = copy.deepcopy(self.model).eval()
         for p in snap.parameters():
             p.requires_grad_(False)
@@ -153,6 +175,9 @@ def agem_project(g: Tensor, g_ref: Tensor) -> Tensor:
 
 
 class AGEM(FineTune):
+    """Averaged gradient episodic memory (see module docstring): a memory of items per earlier task;
+    before each step the gradient is projected (:func:`agem_project`) against the memory gradient."""
+
     def __init__(self, model: nn.Module, memory_per_task: int = 3750, ref_batch: int = 256,
                  train: TrainConfig = AGEM_TRAIN, seed: int = 0, name: str = "A-GEM"):
         super().__init__(model, train, seed, name)
@@ -163,6 +188,7 @@ class AGEM(FineTune):
         self.projections = 0
 
     def before_step(self) -> None:
+        """Project the gradients in place against the gradient on a ``ref_batch`` memory sample."""
         if not len(self.memory):
             return
         params = [p for p in self.model.parameters() if p.grad is not None]
@@ -180,11 +206,37 @@ class AGEM(FineTune):
             start += p.numel()
 
     def after_task(self, t, tasks):
+        """Store up to ``memory_per_task`` of task ``t``'s training items, and its head."""
         self.memory.add(t, tasks[t].train.x, tasks[t].train.y)
         self.heads[t] = tasks[t].head
 
 
 # ------------------------------------------------------------------------------- interval CL
+def face_distances(box: Orthotope, theta: Mapping[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+    """Per element of every tensor in ``theta``, its distances to the lower and upper faces of ``box``.
+
+    ``(θ − lo, hi − θ)`` in float64, against the set the box denotes
+    (:meth:`~lirpa_lid.domains.orthotope.Orthotope.exact_bounds`), clamped at 0 (an element outside
+    the box is at distance 0 from the face it crossed). Each tensor has its parameter's shape.
+    """
+    out = {}
+    for n, (lo, hi) in box.exact_bounds(theta).items():
+        t = theta[n].detach().double()
+        out[n] = ((t - lo).clamp(min=0), (hi - t).clamp(min=0))
+    return out
+
+
+def worst_case_cross_entropy(lower: Tensor) -> Tensor:
+    """Per item ``log(1 + Σ_j exp(−m_j))`` from margin lower bounds ``[n, R]``: a ``[n]`` tensor.
+
+    With IBP margins ``m_j = z_y^low − z_j^up`` this is the cross-entropy of the worst-case logits
+    (InterContiNet's loss). It is ``−log`` of :meth:`CertifiedAccuracy.soft_scores` at temperature 1,
+    computed in log space: the soft score underflows to 0 for very negative margins, this does not.
+    """
+    z = torch.cat([torch.zeros_like(lower[:, :1]), -lower], dim=1)
+    return torch.logsumexp(z, dim=1)
+
+
 class IntervalCL(FineTune):
     """InterContiNet-style interval continual learning (see module docstring).
 
@@ -207,6 +259,8 @@ class IntervalCL(FineTune):
         self.boxes: list[dict] = []
 
     def learn(self, t: int, tasks: Sequence[SplitTask]) -> None:
+        """Train on task ``t`` projected into the current box; then (but for the last task) shrink the
+        box around the new weights and certify it for task ``t``."""
         task = tasks[t]
         self.box.project_(self.model)
         fit(self.model, task.train, self.train, head=task.head, seed=self.seed * 1009 + t,
@@ -215,36 +269,19 @@ class IntervalCL(FineTune):
             self._shrink(t, task)
 
     def certificates(self) -> dict[int, Certificate]:
+        """Task index → the IBP certificate of the box in force for it (every box contains the weights)."""
         return dict(self._certs)
 
     def details(self) -> dict:
+        """Per task: threshold, Adam steps, bisection scale and mean width of its box."""
         return {"boxes": self.boxes}
 
     def _shrink(self, t: int, task: SplitTask) -> None:
-        spec = CertifiedAccuracy(task.lid.x, task.lid.y, task.num_outputs, 0.0, classes=task.head,
-                                 name=f"task {t} LID items")
-        acc = spec.nominal_value(self.model)
-        zero = Orthotope.around(self.model)
-        hard0 = hard_values(self.backend, [spec], zero, "IBP")[0]
-        spec = spec.with_threshold(min(threshold_from_accuracy(acc, self.increment), hard0))
+        """The box for task ``t``: radii grown by :meth:`_radii`, scaled until certified, nested in the
+        previous box, certified on the task's held-out items."""
+        spec = self._lid_spec(t, task)
         theta = {n: p.detach().clone() for n, p in self.model.named_parameters()}
-        bounds = self.box.exact_bounds()
-        dist = {n: torch.minimum(theta[n].double() - bounds[n][0], bounds[n][1] - theta[n].double())
-                .clamp(min=0).to(theta[n].dtype) for n in theta}
-        v = {n: torch.full_like(t_, self.v0, requires_grad=True) for n, t_ in theta.items()}
-        opt = torch.optim.Adam(list(v.values()), lr=self.lid_lr)
-        steps = 0
-        for steps in range(self.lid_steps):
-            eps = {n: torch.sigmoid(v[n]) * dist[n] for n in theta}
-            dom = Orthotope(theta, eps, eps)
-            lower = compute_margins(self.backend, spec, dom, "IBP", batch_size=len(spec))
-            if float(spec.hard_value(lower.detach())) >= spec.threshold:
-                break
-            z = torch.cat([torch.zeros_like(lower[:, :1]), -lower], dim=1)
-            opt.zero_grad()
-            torch.logsumexp(z, dim=1).mean().backward()
-            opt.step()
-        eps = {n: (torch.sigmoid(v[n]) * dist[n]).detach() for n in theta}
+        eps, steps = self._radii(theta, spec)
         box, scale = self._certified_scale(Orthotope(theta, eps, eps), spec)
         self.box = box.clip_to(self.box)
         held_out = CertifiedAccuracy(task.cert.x, task.cert.y, task.num_outputs, spec.threshold, classes=task.head,
@@ -253,6 +290,32 @@ class IntervalCL(FineTune):
                                  exclude=task.lid.x, label=f"task {t}: interval box")
         self.boxes.append({"task": t, "tau": spec.threshold, "steps": steps, "scale": scale,
                            "mean_width": float(self.box.mean_width())})
+
+    def _lid_spec(self, t: int, task: SplitTask) -> CertifiedAccuracy:
+        """Certified accuracy on the LID items at ``τ = max(a − increment, a/2)``, capped by the IBP value
+        at width 0 (so that the box ``θ_t`` itself meets it)."""
+        spec = CertifiedAccuracy(task.lid.x, task.lid.y, task.num_outputs, 0.0, classes=task.head,
+                                 name=f"task {t} LID items")
+        acc = spec.nominal_value(self.model)
+        hard0 = hard_values(self.backend, [spec], Orthotope.around(self.model), "IBP")[0]
+        return spec.with_threshold(min(threshold_from_accuracy(acc, self.increment), hard0))
+
+    def _radii(self, theta: dict[str, Tensor], spec: CertifiedAccuracy) -> tuple[dict[str, Tensor], int]:
+        """Radii ``σ(v) ⊙ d`` after Adam on :func:`worst_case_cross_entropy` (stopped once ``spec`` holds
+        under IBP), and the number of steps taken."""
+        dist = {n: torch.minimum(*faces).to(theta[n].dtype) for n, faces in face_distances(self.box, theta).items()}
+        v = {n: torch.full_like(t_, self.v0, requires_grad=True) for n, t_ in theta.items()}
+        opt = torch.optim.Adam(list(v.values()), lr=self.lid_lr)
+        steps = 0
+        for steps in range(self.lid_steps):
+            eps = {n: torch.sigmoid(v[n]) * dist[n] for n in theta}
+            lower = compute_margins(self.backend, spec, Orthotope(theta, eps, eps), "IBP", batch_size=len(spec))
+            if float(spec.hard_value(lower.detach())) >= spec.threshold:
+                break
+            opt.zero_grad()
+            worst_case_cross_entropy(lower).mean().backward()
+            opt.step()
+        return {n: (torch.sigmoid(v[n]) * dist[n]).detach() for n in theta}, steps
 
     def _certified_scale(self, box: Orthotope, spec: CertifiedAccuracy, steps: int = 12) -> tuple[Orthotope, float]:
         """``box`` if it meets τ (float64 IBP), else the largest tested ``s·box`` that does (``s = 0``: θ₀)."""

@@ -1,8 +1,10 @@
-"""Parameter importance (diagonal Fisher, Synaptic Intelligence) and the freeze masks built from it.
+"""Parameter importance (diagonal Fisher, Synaptic Intelligence), the freeze masks built from it, and
+the freezing policies that choose them (:class:`FreezingPolicy`).
 
 The paper's "regularisation-inspired biases" steer the volume of a LID: a chosen fraction of the
 parameter elements is frozen (width 0, via ``compute_lid(free=...)``), so the optimiser spends the
-volume on the others.
+volume on the others. A :class:`FreezingPolicy` is such a bias (``Bias`` is its former name, kept as
+an alias).
 
 * **EWC-like**: importance on the *current* task's data; the *most* important elements are frozen
   (they are what the current task relies on).
@@ -153,8 +155,9 @@ def free_from_frozen(frozen: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 @dataclass(frozen=True)
-class Bias:
-    """A bias of the LID: which importance, on which data, and which elements to freeze.
+class FreezingPolicy:
+    """Which parameter elements a LID freezes (the paper's "bias"): which importance, on which data,
+    and whether the most or the least important elements are frozen.
 
     ``lookahead=True``: importance on the next task's training items, the ``fraction`` *least*
     important elements are frozen. ``lookahead=False`` (EWC-like): importance on the current task's
@@ -174,12 +177,13 @@ class Bias:
         if self.kind not in KINDS:
             raise InputError(f"unknown importance kind {self.kind!r}; choose one of {KINDS}")
         if not 0.0 <= self.fraction <= 1.0:
-            raise InputError(f"Bias.fraction must lie in [0, 1], got {self.fraction}")
+            raise InputError(f"FreezingPolicy.fraction must lie in [0, 1], got {self.fraction}")
         if self.n_items < 1:
-            raise InputError(f"Bias.n_items must be positive, got {self.n_items}")
+            raise InputError(f"FreezingPolicy.n_items must be positive, got {self.n_items}")
 
     @property
     def label(self) -> str:
+        """A short name for tables, e.g. ``"Fisher look-ahead q=0.825"`` or ``"SI (EWC-like) q=0.05"``."""
         name = {"fisher": "Fisher", "si": "SI"}[self.kind]
         return f"{name} {'look-ahead' if self.lookahead else '(EWC-like)'} q={self.fraction:g}"
 
@@ -190,3 +194,7 @@ class Bias:
         idx = torch.randperm(x.shape[0], generator=g)[:self.n_items]
         scores = importance(self.kind, model, x[idx], y[idx], head, self.si_steps, self.si_lr)
         return freeze_mask(scores, self.fraction, "least" if self.lookahead else "most", self.seed)
+
+
+#: the former name of :class:`FreezingPolicy` (public API: ``from lirpa_lid import Bias`` keeps working)
+Bias = FreezingPolicy

@@ -13,8 +13,8 @@ For task ``t`` (see :class:`LIDLearner`):
 4. a new LID for task ``t`` is computed on its LID items, *inside* the domain in force, so every
    earlier certificate stays valid for every later weight vector. Threshold (the paper's rule):
    ``τ = min(max(a − increment, a/2), limit)``, ``a`` the accuracy on the LID items (capped by the
-   certified value at width 0, so the problem is feasible). An optional :class:`~lirpa_lid.continual.importance.Bias`
-   freezes part of the elements.
+   certified value at width 0, so the problem is feasible). An optional freezing policy
+   (:class:`~lirpa_lid.continual.importance.FreezingPolicy`, the paper's bias) freezes part of the elements.
 
 Task-incremental heads (as the paper's code): a task's certificate only involves its own two logits,
 so the rows (weights and bias) of the last layer that belong to other classes do not affect it. They
@@ -32,10 +32,12 @@ from torch import Tensor, nn
 
 from lirpa_lid.bounds.resolve import bounded_network
 from lirpa_lid.certificate.certify import Certificate, certify
-from lirpa_lid.continual.importance import Bias
+from lirpa_lid.continual.heads import head_loss
+from lirpa_lid.continual.importance import FreezingPolicy
+from lirpa_lid.continual.metrics import accuracy
 from lirpa_lid.continual.replay import ReplayBuffer
 from lirpa_lid.continual.tasks import SplitTask
-from lirpa_lid.continual.training import TrainConfig, accuracy, fit, head_loss
+from lirpa_lid.continual.training import TrainConfig, fit
 from lirpa_lid.datasets import Split
 from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.domains.projection import ProjectedOptimizer
@@ -69,7 +71,9 @@ class ReplayConfig:
 class LIDLearnerConfig:
     """Defaults: the paper's MNIST settings (training with L2 and "unbias" 0.01, Adam 1e-3, 5 epochs,
     batch 64; LID increment 0.12, limit 1, 200 iterations, primal lr 0.33, dual lr 0.01, snapshot every
-    20; projection ``sample_largest_closest``); bounds by ``lid.method``."""
+    20; projection ``sample_largest_closest``); bounds by ``lid.method``. ``bias``: an optional
+    :class:`~lirpa_lid.continual.importance.FreezingPolicy` (elements the LIDs keep at width 0);
+    ``replay``: an optional :class:`ReplayConfig`."""
 
     train: TrainConfig = PAPER_TRAIN
     lid: LIDConfig = field(default_factory=lambda: LIDConfig(progress=False))
@@ -79,7 +83,7 @@ class LIDLearnerConfig:
     delta: float = 0.05
     last_task_lid: bool = False
     widen_other_heads: bool = True
-    bias: Bias | None = None
+    bias: FreezingPolicy | None = None
     replay: ReplayConfig | None = None
 
 
@@ -115,6 +119,8 @@ class LIDLearner:
 
     # ------------------------------------------------------------------ the protocol
     def learn(self, t: int, tasks: Sequence[SplitTask]) -> None:
+        """Steps 1-4 of the module docstring for task ``t``: projected training, adopt and certify the
+        candidate in force, replay if configured, then a new LID for task ``t`` inside that domain."""
         task = tasks[t]
         chosen = self._train(t, tasks, replay=False)
         if chosen is not None:
@@ -127,9 +133,11 @@ class LIDLearner:
             self._compute(t, tasks)
 
     def certificates(self) -> dict[int, Certificate]:
+        """Task index → the certificate of the domain in force for it (all contain the current weights)."""
         return dict(self._certs)
 
     def details(self) -> dict:
+        """Per-task LID statistics, replay calls, the values certified during optimisation, bound methods."""
         return {"lids": self.lids, "replays": self.replays,
                 "optimisation_certified": dict(sorted(self._opt_values.items())),
                 "method": self.config.lid.method, "certify_method": self.config.lid.final_method.value,
@@ -169,7 +177,7 @@ class LIDLearner:
             self._opt_values[k] = chosen.hard_values[i]
 
     def _free(self, spec_tasks: Sequence[SplitTask], t: int, tasks: Sequence[SplitTask],
-              bias: Bias | None) -> tuple[dict[str, Tensor] | None, dict[str, Tensor] | None]:
+              bias: FreezingPolicy | None) -> tuple[dict[str, Tensor] | None, dict[str, Tensor] | None]:
         """``free=`` masks for compute_lid (bias ∧ head rows) and the head rows to widen afterwards."""
         params = dict(self.model.named_parameters())
         frozen = {n: torch.zeros_like(p, dtype=torch.bool) for n, p in params.items()}

@@ -34,6 +34,7 @@ class ReplayBuffer:
         self._y: dict[int, Tensor] = {}
 
     def capacity_of(self, task: int) -> int | None:
+        """How many items of ``task`` the buffer keeps (None: all; 0 for tasks beyond a per-task list)."""
         if self.capacity is None:
             return None
         if isinstance(self.capacity, int):
@@ -64,6 +65,7 @@ class ReplayBuffer:
         return sum(int(v.shape[0]) for v in self._y.values())
 
     def size(self, task: int) -> int:
+        """The number of items stored for ``task`` (0 if none)."""
         return int(self._y[task].shape[0]) if task in self._y else 0
 
     def items(self, task: int, k: int | None = None) -> tuple[Tensor, Tensor]:

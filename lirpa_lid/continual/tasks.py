@@ -19,12 +19,12 @@ Every task has four disjoint splits (so that certificates are finite-sample stat
 paper's 80/20 split) that no learner trains on. Data are read from IDX files
 (:func:`lirpa_lid.datasets.load_mnist`); nothing is downloaded.
 
-Models: :func:`paper_cnn` (the paper's CNN, 6,179 parameters) and :func:`mlp`.
+Models (:func:`make_model`) come from the model zoo (:mod:`lirpa_lid.models.zoo`): the paper's CNN
+(:func:`paper_cnn`, 6,179 parameters) and an MLP (:func:`mlp`); both stay importable from here.
 """
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +32,7 @@ from torch import Tensor, nn
 
 from lirpa_lid.datasets import Split, load_mnist
 from lirpa_lid.errors import InputError
+from lirpa_lid.models.zoo import mnist_mlp, paper_cnn
 
 SETTINGS = ("TIL", "CIL", "DIL")
 ARCHITECTURES = ("cnn", "mlp")
@@ -62,6 +63,7 @@ class SplitTask:
 
     @property
     def name(self) -> str:
+        """``"task i (a/b)"``: the index and the two digits (used in logs and tables)."""
         return f"task {self.index} ({self.digits[0]}/{self.digits[1]})"
 
     @property
@@ -71,6 +73,11 @@ class SplitTask:
 
 
 def check_setting(setting: str) -> str:
+    """``setting`` in upper case if it is one of :data:`SETTINGS` (``TIL``, ``CIL``, ``DIL``).
+
+    Raises:
+        InputError: an unknown setting (the message lists the valid ones).
+    """
     s = str(setting).upper()
     if s not in SETTINGS:
         raise InputError(f"unknown continual-learning setting {setting!r}; choose one of {SETTINGS}")
@@ -152,30 +159,21 @@ def split_mnist_tasks(setting: str, seed: int = 0, *, n_tasks: int = 5, kind: st
 
 
 # ------------------------------------------------------------------------------- models
-def paper_cnn(num_outputs: int = 10, seed: int = 0) -> nn.Sequential:
-    """The paper's Split-MNIST CNN: Conv(1→8, k5, p1) → ReLU → Conv(8→1, k5, p1) → ReLU → Flatten →
-    Linear(576→outputs); 6,179 parameters for 10 outputs. Inputs ``[B, 1, 28, 28]``."""
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 8, 5, padding=1), nn.ReLU(), nn.Conv2d(8, 1, 5, padding=1), nn.ReLU(),
-                         nn.Flatten(), nn.Linear(576, num_outputs))
-
-
-def mlp(num_outputs: int = 10, hidden: Sequence[int] = (100,), seed: int = 0) -> nn.Sequential:
-    """Flatten → [Linear → ReLU] per hidden width → Linear(→ outputs). Inputs ``[B, 1, 28, 28]``."""
-    torch.manual_seed(seed)
-    layers: list[nn.Module] = [nn.Flatten()]
-    width = 784
-    for h in hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    layers.append(nn.Linear(width, num_outputs))
-    return nn.Sequential(*layers)
+#: the Split-MNIST MLP, kept under its old name here (the architecture lives in the model zoo)
+mlp = mnist_mlp
 
 
 def make_model(arch: str, num_outputs: int, seed: int = 0) -> nn.Sequential:
-    """``"cnn"`` (:func:`paper_cnn`) or ``"mlp"`` (:func:`mlp`, one hidden layer of 100)."""
+    """The Split-MNIST model ``arch`` with ``num_outputs`` outputs, initialised from ``seed``.
+
+    ``"cnn"``: :func:`~lirpa_lid.models.zoo.paper_cnn` (the paper's CNN); ``"mlp"``:
+    :func:`~lirpa_lid.models.zoo.mnist_mlp` (one hidden layer of 100).
+
+    Raises:
+        InputError: unknown architecture (the message lists :data:`ARCHITECTURES`).
+    """
     if arch == "cnn":
         return paper_cnn(num_outputs, seed)
     if arch == "mlp":
-        return mlp(num_outputs, seed=seed)
+        return mnist_mlp(num_outputs, seed=seed)
     raise InputError(f"unknown architecture {arch!r}; choose one of {ARCHITECTURES}")

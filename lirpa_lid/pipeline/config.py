@@ -24,8 +24,8 @@ errors ("not supported"). Relative paths are relative to ``general.root_path`` i
 configuration file's directory; ``{data_dir}`` in a path is the data directory
 (:func:`lirpa_lid.datasets.data_dir`) and ``~`` the home directory.
 
-This module only parses and validates; :mod:`lirpa_lid.loading` turns a :class:`RunConfig` into
-models, specifications and an :class:`~lirpa_lid.lid.solve.LIDConfig`.
+This module only parses and validates; :mod:`lirpa_lid.pipeline.problems` turns a :class:`RunConfig`
+into models, specifications and an :class:`~lirpa_lid.lid.LIDConfig`.
 """
 from __future__ import annotations
 
@@ -72,6 +72,9 @@ _ABCROWN_UNSUPPORTED = {
 # ------------------------------------------------------------------------------- sections
 @dataclass(frozen=True)
 class GeneralSection:
+    """``general``: the seed (torch, numpy and random are seeded from it, as in α,β-CROWN), the device
+    (cpu), the data directory, and for instances.csv batch runs ``root_path`` + ``csv_name``."""
+
     seed: int = 0
     device: str = "cpu"
     data_dir: str | None = None
@@ -81,6 +84,9 @@ class GeneralSection:
 
 @dataclass(frozen=True)
 class ModelSection:
+    """``model``: ``name`` (a known model or ``Customized(...)``) with an optional state dict ``path``, or
+    ``onnx_path``; ``input_shape`` without the batch dimension (α,β-CROWN's leading -1 removed)."""
+
     name: str | None = None
     path: str | None = None
     onnx_path: str | None = None
@@ -89,6 +95,9 @@ class ModelSection:
 
 @dataclass(frozen=True)
 class DataSection:
+    """``data``: the dataset (MNIST, FashionMNIST or ``Customized(...)``), its normalisation (``mean``,
+    ``std``, per channel or one value), the items ``[start, end)`` of ``split``, the number of classes."""
+
     dataset: str | None = None
     mean: float | tuple[float, ...] = 0.0
     std: float | tuple[float, ...] = 1.0
@@ -100,6 +109,9 @@ class DataSection:
 
 @dataclass(frozen=True)
 class SpecificationSection:
+    """``specification``: ``lp`` (L∞ ε-balls: local robustness), ``certified-accuracy`` (no input
+    perturbation) or ``vnnlib`` (properties from ``vnnlib_path``)."""
+
     type: str = "lp"
     epsilon: float | None = None
     norm: float = math.inf
@@ -110,6 +122,10 @@ class SpecificationSection:
 
 @dataclass(frozen=True)
 class LidSection:
+    """``lid``: lirpa_lid's own section — the threshold rule, what the certificate must reach, the bound
+    methods and backend, the optimiser's settings, which parameters are free, the certificate's
+    ``delta`` and held-out share, the time limit and seed (see the module docstring for the keys)."""
+
     threshold: float | None = None
     increment: float | None = None
     limit: float | None = None
@@ -152,10 +168,12 @@ class RunConfig:
 
     @property
     def name(self) -> str:
+        """The file's stem (``config`` for a document not read from a file): names outputs and specs."""
         return self.path.stem if self.path is not None else "config"
 
     @property
     def is_batch(self) -> bool:
+        """Whether the file runs the rows of an instances.csv (``general.csv_name``)."""
         return self.general.csv_name is not None
 
     def resolve(self, value: str, data_dir: str | os.PathLike | None = None) -> Path:
@@ -384,7 +402,20 @@ _VALIDATE = {"general": _general, "model": _model, "data": _data, "specification
 
 # ------------------------------------------------------------------------------- the whole file
 def _check_consistency(cfg: RunConfig) -> None:
-    m, d, s, lid, g = cfg.model, cfg.data, cfg.specification, cfg.lid, cfg.general
+    """Rules across sections (each key was validated on its own already)."""
+    _check_model_source(cfg)
+    if cfg.specification.type == "vnnlib":
+        _check_vnnlib(cfg)
+    else:
+        _check_items(cfg)
+    d = cfg.data
+    if d.end is not None and d.end <= d.start:
+        raise SpecificationError(f"data.end ({d.end}) must be larger than data.start ({d.start})")
+
+
+def _check_model_source(cfg: RunConfig) -> None:
+    """One model source: ``name`` or ``onnx_path`` (none for a batch run or a settings-only file)."""
+    m, s, g = cfg.model, cfg.specification, cfg.general
     if cfg.settings_only:
         pass
     elif g.csv_name is not None:
@@ -401,31 +432,37 @@ def _check_consistency(cfg: RunConfig) -> None:
                                      "alpha,beta-CROWN)")
     if m.path is not None and m.name is None:
         raise SpecificationError("model.path (a state dict) needs model.name for the architecture")
-    if s.type == "vnnlib":
-        if s.vnnlib_path is None and g.csv_name is None and not cfg.settings_only:
-            raise SpecificationError("specification.type vnnlib needs specification.vnnlib_path (or general.csv_name)")
-        for key in ("increment", "limit", "delta", "held_out"):
-            if getattr(lid, key) is not None:
-                raise SpecificationError(f"lid.{key} has no meaning for a vnnlib specification (deterministic: the "
-                                         "properties themselves are certified, nothing is sampled); remove it")
-        if s.epsilon is not None or s.balanced:
-            raise SpecificationError("specification.epsilon / balanced have no meaning for a vnnlib specification")
-    else:
-        if d.dataset is None:
-            raise SpecificationError(f"specification.type {s.type} needs data.dataset")
-        if s.type == "lp" and s.epsilon is None:
-            raise SpecificationError("specification.type lp needs specification.epsilon (> 0); for accuracy "
-                                     "under weight perturbation only, use type: certified-accuracy")
-        if s.type == "certified-accuracy" and s.epsilon is not None:
-            raise SpecificationError("specification.epsilon is set but type is certified-accuracy; use type: lp "
-                                     "for local robustness")
-        if lid.threshold is None and lid.increment is None and lid.limit is None:
-            raise SpecificationError("section 'lid' needs threshold, or increment and/or limit (the paper's rule "
-                                     "tau = min(max(a - increment, a/2), limit) from the certified value a at width 0)")
-        if lid.threshold is not None and (lid.increment is not None or lid.limit is not None):
-            raise SpecificationError("lid.threshold and lid.increment/limit are alternatives; give one of them")
-    if d.end is not None and d.end <= d.start:
-        raise SpecificationError(f"data.end ({d.end}) must be larger than data.start ({d.start})")
+
+
+def _check_vnnlib(cfg: RunConfig) -> None:
+    """A vnnlib specification has properties and none of the settings of sampled items."""
+    s, lid = cfg.specification, cfg.lid
+    if s.vnnlib_path is None and cfg.general.csv_name is None and not cfg.settings_only:
+        raise SpecificationError("specification.type vnnlib needs specification.vnnlib_path (or general.csv_name)")
+    for key in ("increment", "limit", "delta", "held_out"):
+        if getattr(lid, key) is not None:
+            raise SpecificationError(f"lid.{key} has no meaning for a vnnlib specification (deterministic: the "
+                                     "properties themselves are certified, nothing is sampled); remove it")
+    if s.epsilon is not None or s.balanced:
+        raise SpecificationError("specification.epsilon / balanced have no meaning for a vnnlib specification")
+
+
+def _check_items(cfg: RunConfig) -> None:
+    """Item specifications (lp, certified-accuracy) need data, an ε for lp only, and one threshold rule."""
+    s, lid = cfg.specification, cfg.lid
+    if cfg.data.dataset is None:
+        raise SpecificationError(f"specification.type {s.type} needs data.dataset")
+    if s.type == "lp" and s.epsilon is None:
+        raise SpecificationError("specification.type lp needs specification.epsilon (> 0); for accuracy "
+                                 "under weight perturbation only, use type: certified-accuracy")
+    if s.type == "certified-accuracy" and s.epsilon is not None:
+        raise SpecificationError("specification.epsilon is set but type is certified-accuracy; use type: lp "
+                                 "for local robustness")
+    if lid.threshold is None and lid.increment is None and lid.limit is None:
+        raise SpecificationError("section 'lid' needs threshold, or increment and/or limit (the paper's rule "
+                                 "tau = min(max(a - increment, a/2), limit) from the certified value a at width 0)")
+    if lid.threshold is not None and (lid.increment is not None or lid.limit is not None):
+        raise SpecificationError("lid.threshold and lid.increment/limit are alternatives; give one of them")
 
 
 def parse_config(raw: object, path: str | os.PathLike | None = None) -> RunConfig:
@@ -435,6 +472,17 @@ def parse_config(raw: object, path: str | os.PathLike | None = None) -> RunConfi
     if not isinstance(raw, dict):
         raise SpecificationError("a specification file must be a mapping of sections (general, model, data, "
                                  f"specification, lid), got {type(raw).__name__}")
+    sections, ignored = _sections(raw)
+    settings_only = _imply_specification_type(sections, raw)
+    p = Path(path).resolve() if path is not None else None
+    cfg = RunConfig(**sections, path=p, base_dir=p.parent if p is not None else Path.cwd(), ignored=tuple(ignored),
+                    settings_only=settings_only)
+    _check_consistency(cfg)
+    return cfg
+
+
+def _sections(raw: dict) -> tuple[dict, list[str]]:
+    """Each known section validated; α,β-CROWN's search sections and keys listed as ignored."""
     ignored: list[str] = []
     sections = {}
     for name, body in raw.items():
@@ -445,9 +493,15 @@ def parse_config(raw: object, path: str | os.PathLike | None = None) -> RunConfi
         else:
             raise SpecificationError(f"unknown section {name!r}{_suggest(str(name), list(SECTIONS))}; sections are "
                                      f"{list(SECTIONS)} (alpha,beta-CROWN's {list(IGNORED_SECTIONS)} are ignored)")
+    return sections, ignored
+
+
+def _imply_specification_type(sections: dict, raw: dict) -> bool:
+    """Set ``specification.type`` to vnnlib where the file implies it without saying so: a
+    ``vnnlib_path`` (as in α,β-CROWN it overrides lp), a batch run (``general.csv_name``) or a
+    settings-only file. Returns whether the file holds settings only (no model, data or specification)."""
     spec_raw = raw.get("specification") or {}
     if isinstance(spec_raw, dict) and "type" not in spec_raw and "vnnlib_path" in spec_raw:
-        # as in alpha,beta-CROWN, a vnnlib_path overrides the lp specification
         sections["specification"] = SpecificationSection(**{**sections["specification"].__dict__, "type": "vnnlib"})
     general = sections.get("general", GeneralSection())
     if general.csv_name is not None and not (isinstance(spec_raw, dict) and "type" in spec_raw):
@@ -457,11 +511,7 @@ def parse_config(raw: object, path: str | os.PathLike | None = None) -> RunConfi
     settings_only = general.csv_name is None and not any(k in raw for k in ("model", "data", "specification"))
     if settings_only:  # lid (and general) settings for `certify --instances`: models and properties come later
         sections["specification"] = SpecificationSection(type="vnnlib")
-    p = Path(path).resolve() if path is not None else None
-    cfg = RunConfig(**sections, path=p, base_dir=p.parent if p is not None else Path.cwd(), ignored=tuple(ignored),
-                    settings_only=settings_only)
-    _check_consistency(cfg)
-    return cfg
+    return settings_only
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:

@@ -55,6 +55,7 @@ class Customized:
 
 
 def is_customized(text: object) -> bool:
+    """Whether a YAML value is a ``Customized(...)`` hook (rather than a file, dataset or model name)."""
     return isinstance(text, str) and text.strip().startswith(PREFIX + "(")
 
 
@@ -138,6 +139,7 @@ def resolve_module(name: str, base_dir: str | os.PathLike | None):
 
 
 def resolve(hook: Customized, base_dir: str | os.PathLike | None) -> Callable:
+    """The hook's function, from its module found as :func:`resolve_module` finds it; errors name both."""
     module = resolve_module(hook.module, base_dir)
     fn = getattr(module, hook.function, None)
     if not callable(fn):

@@ -17,24 +17,39 @@ import copy
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import matplotlib
 import torch
-import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import nn
 
 from lirpa_lid.certificate.certify import Certificate, certify, verify_update
+from lirpa_lid.continual.metrics import correct
+from lirpa_lid.continual.training import TrainConfig, fit
 from lirpa_lid.datasets import Split, Task, blobs_tasks
+from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.domains.projection import ProjectedOptimizer
 from lirpa_lid.files import save_figure_atomic
-from lirpa_lid.lid.solve import LIDConfig, compute_lid
+from lirpa_lid.lid.solve import Candidate, LIDConfig, compute_lid
+from lirpa_lid.models.zoo import blobs_mlp
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from lirpa_lid.specification.base import threshold_from_accuracy
 
 
 @dataclass(frozen=True)
 class DemoConfig:
+    """The demo's settings (defaults: the paper's toy run, see module docstring).
+
+    Training: ``epochs`` of SGD at ``lr`` in minibatches of ``batch_size``; the model is
+    :func:`~lirpa_lid.models.zoo.blobs_mlp` with ``hidden`` units. LIDs: ``τ`` from ``limit`` and
+    ``increment``; ``lid_iterations``, ``primal_lr``, ``dual_lr``, ``snapshot_every`` and ``method``
+    (bound method) go to :class:`~lirpa_lid.lid.solve.LIDConfig`; ``strategy``: the projection;
+    ``delta``: the certificates' confidence parameter.
+    """
+
     seed: int = 0
     epochs: int = 10
     batch_size: int = 64
@@ -56,9 +71,22 @@ class DemoConfig:
         """A few-second version for tests."""
         return cls(**{"epochs": 3, "lid_iterations": 20, "snapshot_every": 5, **changes})
 
+    def train_config(self) -> TrainConfig:
+        """Plain SGD at ``lr`` for ``epochs`` passes of ``batch_size`` (what both learners train with)."""
+        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, optimizer="sgd")
+
+    def lid_config(self) -> LIDConfig:
+        """The LID optimiser's settings."""
+        return LIDConfig(iterations=self.lid_iterations, primal_lr=self.primal_lr, dual_lr=self.dual_lr,
+                         snapshot_every=self.snapshot_every, method=self.method, seed=self.seed,
+                         progress=self.progress)
+
 
 @dataclass
 class StageRow:
+    """One row of the demo's table: a learner's test accuracy on every task after ``stage`` (the LID
+    learner also gives the certified bounds in force and the mean width of its newest LID)."""
+
     stage: int
     learner: str
     accuracy: list[float]
@@ -66,34 +94,14 @@ class StageRow:
     mean_width: float | None = None
 
 
-def make_model(hidden: int = 32, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, 6))
-
-
-def _train(model: nn.Module, data: Split, cfg: DemoConfig, projector: ProjectedOptimizer | None = None,
-           seed: int = 0) -> None:
-    opt = projector or torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(cfg.epochs):
-        perm = torch.randperm(len(data), generator=g)
-        for start in range(0, len(data), cfg.batch_size):
-            idx = perm[start:start + cfg.batch_size]
-            x, y = data.x[idx], data.y[idx]
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            if projector is not None:
-                projector.step(batch=(x, y))
-            else:
-                opt.step()
-
-
-@torch.no_grad()
 def _accuracy(model: nn.Module, data: Split) -> float:
-    return float((model(data.x).argmax(1) == data.y).float().mean())
+    """Test accuracy as the demo reports it: the float32 mean of :func:`~lirpa_lid.continual.metrics.correct`
+    (``continual.accuracy`` averages in float64, which would change the reported numbers' last digits)."""
+    return float(correct(model, data).float().mean())
 
 
 def _spec(task: Task, split: Split, tau: float, suffix: str) -> CertifiedAccuracy:
+    """Certified accuracy ``≥ tau`` of ``split`` of ``task`` (six outputs: every blob class competes)."""
     return CertifiedAccuracy(split.x, split.y, 6, tau, name=f"task {task.name.split()[1]} {suffix}")
 
 
@@ -113,88 +121,128 @@ def run_demo(outdir: str | os.PathLike | None = None, config: DemoConfig = DemoC
         torch.set_num_threads(threads)
 
 
-def _run_demo(outdir, config: DemoConfig, log) -> dict:
+def _run_demo(outdir: str | os.PathLike | None, config: DemoConfig, log: Callable[[str], None]) -> dict:
+    """Train task 0, then per stage: both learners learn the task (stage > 0), a new LID, a table row."""
     started = time.perf_counter()
     tasks = blobs_tasks(config.seed)
     out = Path(outdir) if outdir is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-
-    base = make_model(config.hidden, config.seed)
-    _train(base, tasks[0].train, config, seed=config.seed)
-    sgd, lid_model = copy.deepcopy(base), copy.deepcopy(base)
-    snapshots = {"SGD": [copy.deepcopy(sgd)], "PGD w/ LID": [copy.deepcopy(lid_model)]}
-
-    lid_cfg = LIDConfig(iterations=config.lid_iterations, primal_lr=config.primal_lr, dual_lr=config.dual_lr,
-                        snapshot_every=config.snapshot_every, method=config.method, seed=config.seed,
-                        progress=config.progress)
-    certificates: list[Certificate] = []
-    candidates, outer, in_use = None, None, None
-    rows: list[StageRow] = []
-    timings = {"lid_seconds": []}
-
-    for stage, task in enumerate(tasks):
+    run = _Run.after_task0(config, tasks, log)
+    for stage in range(len(tasks)):
         if stage > 0:
-            _train(sgd, task.train, config, seed=config.seed + stage)
-            projector = ProjectedOptimizer(torch.optim.SGD(lid_model.parameters(), lr=config.lr), lid_model,
-                                           candidates, config.strategy)
-            _train(lid_model, task.train, config, projector, seed=config.seed + stage)
-            in_use = candidates[projector.current]
-            # the certificate that covers the model now is that of the candidate in use
-            certificates[-1] = certify(lid_model, in_use, _spec(tasks[stage - 1], tasks[stage - 1].val,
-                                                                 certificates[-1].threshold, "held-out"),
-                                       config.method, config.delta, exclude=tasks[stage - 1].train,
-                                       label=f"task {stage - 1}: {in_use.label or 'candidate'} "
-                                             f"(iteration {in_use.iteration})")
-            outer = in_use.domain
-            snapshots["SGD"].append(copy.deepcopy(sgd))
-            snapshots["PGD w/ LID"].append(copy.deepcopy(lid_model))
-
-        # a new LID for this task, inside the domain in use
-        acc = CertifiedAccuracy(task.train.x, task.train.y, 6, 0.0).nominal_value(lid_model)
-        tau = threshold_from_accuracy(acc, config.increment, config.limit)
-        t0 = time.perf_counter()
-        result = compute_lid(lid_model, _spec(task, task.train, tau, "train"), lid_cfg, outer=outer,
-                             label=f"task {stage} LID")
-        timings["lid_seconds"].append(time.perf_counter() - t0)
-        candidates = result.candidates
-        largest = result.largest()
-        certificates.append(certify(lid_model, largest, _spec(task, task.val, tau, "held-out"), config.method,
-                                    config.delta, exclude=task.train, label=f"task {stage}: largest candidate"))
-        log(f"stage {stage}: LID for {task.name}: tau={tau:.3f}, {len(candidates)} candidates, largest mean "
-            f"width {largest.mean_width:.4f}, held-out certified {certificates[-1].k}/{certificates[-1].n} -> "
-            f"bound {certificates[-1].bound:.3f} ({timings['lid_seconds'][-1]:.1f}s)")
-
-        rows.append(StageRow(stage, "SGD", [_accuracy(sgd, t.test) for t in tasks]))
-        rows.append(StageRow(stage, "PGD w/ LID", [_accuracy(lid_model, t.test) for t in tasks],
-                             [c.bound for c in certificates] + [None] * (len(tasks) - len(certificates)),
-                             float(largest.domain.mean_width())))
-
-    # every certificate must cover the final LID model; none covers the SGD model
-    verdicts = {f"task {i}": verify_update(lid_model, c, (tasks[i].val.x, tasks[i].val.y))
-                for i, c in enumerate(certificates)}
-    sgd_verdict = verify_update(sgd, certificates[0])
-    seconds = time.perf_counter() - started
-    report = {
-        "config": asdict(config),
-        "rows": [asdict(r) for r in rows],
-        "certificates": [{"task": i, "k": c.k, "n": c.n, "bound": c.bound, "threshold": c.threshold,
-                          "method": c.method, "label": c.label, "statement": c.statement}
-                         for i, c in enumerate(certificates)],
-        "verified": {k: {"ok": v.ok, "reasons": v.reasons} for k, v in verdicts.items()},
-        "sgd_model_covered_by_task0_certificate": sgd_verdict.ok,
-        "all_verified": all(v.ok for v in verdicts.values()),
-        "lid_seconds": timings["lid_seconds"],
-        "seconds": seconds,
-    }
+            run.learn(stage)
+        run.record(stage, run.new_lid(stage))
+    report = run.report(started)
     if out is not None:
-        for i, c in enumerate(certificates):
-            c.save(out / f"certificate_task{i}.json")
-        (out / "results.md").write_text(markdown_table(report, [t.name for t in tasks]))
-        (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-        plot_boundaries(snapshots, tasks, out / "decision_boundaries.png")
-        report["outdir"] = str(out)
+        _write_outputs(out, report, run)
     return report
+
+
+@dataclass
+class _Run:
+    """The demo's state across stages: both learners' models (and a snapshot of each per stage), the LID
+    candidates in force, the certificates (one per task so far) and the table rows."""
+
+    config: DemoConfig
+    tasks: list[Task]
+    log: Callable[[str], None]
+    sgd: nn.Module
+    lid_model: nn.Module
+    snapshots: dict[str, list[nn.Module]]
+    certificates: list[Certificate] = field(default_factory=list)
+    candidates: list[Candidate] | None = None
+    outer: Orthotope | None = None
+    rows: list[StageRow] = field(default_factory=list)
+    lid_seconds: list[float] = field(default_factory=list)
+
+    @classmethod
+    def after_task0(cls, config: DemoConfig, tasks: list[Task], log: Callable[[str], None]) -> _Run:
+        """Both learners start from the same model, trained on task 0."""
+        base = blobs_mlp(config.hidden, seed=config.seed)
+        fit(base, tasks[0].train, config.train_config(), seed=config.seed)
+        sgd, lid_model = copy.deepcopy(base), copy.deepcopy(base)
+        return cls(config, tasks, log, sgd, lid_model,
+                   {"SGD": [copy.deepcopy(sgd)], "PGD w/ LID": [copy.deepcopy(lid_model)]})
+
+    def learn(self, stage: int) -> None:
+        """Both learners learn task ``stage`` (the LID learner projected into the candidates); the previous
+        task's certificate becomes that of the candidate the LID model ended in."""
+        cfg, task, previous = self.config, self.tasks[stage], self.tasks[stage - 1]
+        fit(self.sgd, task.train, cfg.train_config(), seed=cfg.seed + stage)
+        sgd = torch.optim.SGD(self.lid_model.parameters(), lr=cfg.lr)
+        projector = ProjectedOptimizer(sgd, self.lid_model, self.candidates, cfg.strategy)
+        fit(self.lid_model, task.train, cfg.train_config(), seed=cfg.seed + stage, optimizer=sgd,
+            after_step=lambda x, y: projector.project_((x, y)))
+        in_use = self.candidates[projector.current]
+        # the certificate that covers the model now is that of the candidate in use
+        self.certificates[-1] = certify(self.lid_model, in_use, _spec(previous, previous.val,
+                                                                      self.certificates[-1].threshold, "held-out"),
+                                        cfg.method, cfg.delta, exclude=previous.train,
+                                        label=f"task {stage - 1}: {in_use.label or 'candidate'} "
+                                              f"(iteration {in_use.iteration})")
+        self.outer = in_use.domain
+        self.snapshots["SGD"].append(copy.deepcopy(self.sgd))
+        self.snapshots["PGD w/ LID"].append(copy.deepcopy(self.lid_model))
+
+    def new_lid(self, stage: int) -> Candidate:
+        """A new LID for task ``stage`` inside the domain in use; certify its largest candidate."""
+        cfg, task = self.config, self.tasks[stage]
+        acc = CertifiedAccuracy(task.train.x, task.train.y, 6, 0.0).nominal_value(self.lid_model)
+        tau = threshold_from_accuracy(acc, cfg.increment, cfg.limit)
+        t0 = time.perf_counter()
+        result = compute_lid(self.lid_model, _spec(task, task.train, tau, "train"), cfg.lid_config(),
+                             outer=self.outer, label=f"task {stage} LID")
+        self.lid_seconds.append(time.perf_counter() - t0)
+        self.candidates = result.candidates
+        largest = result.largest()
+        self.certificates.append(certify(self.lid_model, largest, _spec(task, task.val, tau, "held-out"),
+                                         cfg.method, cfg.delta, exclude=task.train,
+                                         label=f"task {stage}: largest candidate"))
+        cert = self.certificates[-1]
+        self.log(f"stage {stage}: LID for {task.name}: tau={tau:.3f}, {len(self.candidates)} candidates, largest "
+                 f"mean width {largest.mean_width:.4f}, held-out certified {cert.k}/{cert.n} -> bound "
+                 f"{cert.bound:.3f} ({self.lid_seconds[-1]:.1f}s)")
+        return largest
+
+    def record(self, stage: int, largest: Candidate) -> None:
+        """The stage's two table rows: test accuracies, and for the LID learner the bounds in force."""
+        tasks = self.tasks
+        self.rows.append(StageRow(stage, "SGD", [_accuracy(self.sgd, t.test) for t in tasks]))
+        self.rows.append(StageRow(stage, "PGD w/ LID", [_accuracy(self.lid_model, t.test) for t in tasks],
+                                  [c.bound for c in self.certificates] + [None] * (len(tasks) - len(self.certificates)),
+                                  float(largest.domain.mean_width())))
+
+    def report(self, started: float) -> dict:
+        """Check every certificate against the final LID model (and the task-0 one against SGD's); the
+        JSON-able report."""
+        tasks, cfg = self.tasks, self.config
+        verdicts = {f"task {i}": verify_update(self.lid_model, c, (tasks[i].val.x, tasks[i].val.y))
+                    for i, c in enumerate(self.certificates)}
+        sgd_verdict = verify_update(self.sgd, self.certificates[0])
+        seconds = time.perf_counter() - started
+        return {
+            "config": asdict(cfg),
+            "rows": [asdict(r) for r in self.rows],
+            "certificates": [{"task": i, "k": c.k, "n": c.n, "bound": c.bound, "threshold": c.threshold,
+                              "method": c.method, "label": c.label, "statement": c.statement}
+                             for i, c in enumerate(self.certificates)],
+            "verified": {k: {"ok": v.ok, "reasons": v.reasons} for k, v in verdicts.items()},
+            "sgd_model_covered_by_task0_certificate": sgd_verdict.ok,
+            "all_verified": all(v.ok for v in verdicts.values()),
+            "lid_seconds": self.lid_seconds,
+            "seconds": seconds,
+        }
+
+
+def _write_outputs(out: Path, report: dict, run: _Run) -> None:
+    """Certificates, ``results.md``, ``results.json`` and the decision-boundary figure; adds ``outdir``."""
+    for i, c in enumerate(run.certificates):
+        c.save(out / f"certificate_task{i}.json")
+    (out / "results.md").write_text(markdown_table(report, [t.name for t in run.tasks]))
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot_boundaries(run.snapshots, run.tasks, out / "decision_boundaries.png")
+    report["outdir"] = str(out)
 
 
 def markdown_table(report: dict, task_names: list[str]) -> str:
@@ -222,10 +270,6 @@ def markdown_table(report: dict, task_names: list[str]) -> str:
 
 def plot_boundaries(snapshots: dict[str, list[nn.Module]], tasks: list[Task], path: Path) -> None:
     """Decision regions per stage (columns) for each learner (rows), test points on top."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     xs = torch.cat([t.test.x for t in tasks])
     ys = torch.cat([t.test.y for t in tasks])
     lo, hi = xs.min(0).values - 2, xs.max(0).values + 2
@@ -234,9 +278,9 @@ def plot_boundaries(snapshots: dict[str, list[nn.Module]], tasks: list[Task], pa
     grid = torch.stack([gx.flatten(), gy.flatten()], 1)
     learners = list(snapshots)
     n_stages = len(snapshots[learners[0]])
-    fig, axes = plt.subplots(len(learners), n_stages, figsize=(3.2 * n_stages, 3.2 * len(learners)),
-                             squeeze=False)
-    cmap = plt.get_cmap("tab10")
+    fig = Figure(figsize=(3.2 * n_stages, 3.2 * len(learners)))  # no pyplot: no backend, no global state
+    axes = fig.subplots(len(learners), n_stages, squeeze=False)
+    cmap = matplotlib.colormaps["tab10"]
     for r, learner in enumerate(learners):
         for c, model in enumerate(snapshots[learner]):
             ax = axes[r][c]
@@ -255,4 +299,3 @@ def plot_boundaries(snapshots: dict[str, list[nn.Module]], tasks: list[Task], pa
     fig.suptitle("Class-incremental blobs: plain SGD vs SGD projected into CROWN-certified LIDs")
     fig.tight_layout()
     save_figure_atomic(fig, path)
-    plt.close(fig)

@@ -15,9 +15,11 @@ the domain. Items are reshaped to the model's input shape when the element count
 from __future__ import annotations
 
 import contextlib
+import difflib
 import fnmatch
 import math
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +29,11 @@ from torch import Tensor, nn
 from lirpa_lid.bounds.resolve import bounded_network
 from lirpa_lid.datasets import ENV_VAR, load_mnist
 from lirpa_lid.digest import file_sha256
-from lirpa_lid.domains.orthotope import Orthotope
+from lirpa_lid.domains import Orthotope
 from lirpa_lid.errors import InputError, ModelError, SpecificationError
-from lirpa_lid.lid.solve import LIDConfig
+from lirpa_lid.lid import LIDConfig
 from lirpa_lid.margin import compute_margins
+from lirpa_lid.models.zoo import KNOWN_MODELS
 from lirpa_lid.pipeline.config import RunConfig
 from lirpa_lid.pipeline.customized import call_data, call_model, is_customized, parse_call, parse_customized
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
@@ -40,25 +43,6 @@ from lirpa_lid.specification.vnnlib.spec import VnnlibSpecification
 DEFAULT_HELD_OUT = 0.5
 DEFAULT_DELTA = 0.05
 DEFAULT_TEMPERATURE = {"vnnlib": 100.0}  # output units of VNN-COMP networks are small; others: 10
-
-
-# ------------------------------------------------------------------------------- known models
-def _mlp(sizes: list[int]) -> nn.Module:
-    """``Flatten → Linear(sizes[0], sizes[1]) → ReLU → … → Linear(…, sizes[-1])``."""
-    if not (isinstance(sizes, (list, tuple)) and len(sizes) >= 2 and all(isinstance(s, int) and s > 0 for s in sizes)):
-        raise ModelError(f"mlp(sizes=...) needs a list of at least two positive layer sizes, got {sizes!r}")
-    layers: list[nn.Module] = [nn.Flatten()]
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
-        layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(sizes) - 2 else [])
-    return nn.Sequential(*layers)
-
-
-def _blobs_mlp(hidden: int = 32) -> nn.Module:
-    """The demo's MLP 2-hidden-6 (untrained: give its weights with model.path)."""
-    return nn.Sequential(nn.Linear(2, int(hidden)), nn.ReLU(), nn.Linear(int(hidden), 6))
-
-
-KNOWN_MODELS = {"mlp": _mlp, "blobs_mlp": _blobs_mlp}
 
 
 # ------------------------------------------------------------------------------- results
@@ -75,7 +59,11 @@ class LoadedModel:
 class Problem:
     """Everything a certify run needs, validated: the model, the specification the domain is grown on,
     the held-out specification the certificate is computed on (``None`` for VNN-LIB: deterministic),
-    the optimiser's settings and what the certificate must reach (``required``) for success."""
+    the optimiser's settings and what the certificate must reach (``required``) for success.
+
+    ``base_value`` is the certified value at the model's own weights (width 0), computed while building;
+    ``theta0_seconds`` the time that bound took (part of the run's total time, even when it ends there).
+    """
 
     name: str
     model: nn.Module
@@ -91,6 +79,7 @@ class Problem:
     base_value: float
     model_record: dict
     notes: list[str] = field(default_factory=list)
+    theta0_seconds: float = 0.0
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -151,38 +140,12 @@ def _check_model(model: nn.Module) -> None:
 def load_model(cfg: RunConfig, data_dir: str | os.PathLike | None = None,
                onnx_path: str | os.PathLike | None = None) -> LoadedModel:
     """The model of ``cfg.model`` (or the ONNX file ``onnx_path`` of a batch row), in eval mode."""
-    from lirpa_lid.models.onnx import load_onnx
-
     m = cfg.model
     if onnx_path is not None or m.onnx_path is not None:
         path = Path(onnx_path) if onnx_path is not None else cfg.resolve(m.onnx_path, data_dir)
-        net = load_onnx(_file(path, "ONNX file"))
-        shape = m.input_shape or net.input_shape
-        if math.prod(shape) != math.prod(net.input_shape):
-            raise ModelError(f"model.input_shape {list(shape)} has {math.prod(shape)} elements, the ONNX input "
-                             f"{list(net.input_shape)} has {math.prod(net.input_shape)}")
-        record = {"source": str(path.resolve()), "sha256": file_sha256(path), "format": "onnx",
-                  "input_shape": list(net.input_shape)}
-        _check_model(net.module)
-        return LoadedModel(net.module.eval(), tuple(net.input_shape), record)
-    where = "model.name"
-    with data_dir_env(data_dir if data_dir is not None else
-                      _config_data_dir(cfg)):
-        if is_customized(m.name):
-            hook = parse_customized(m.name, where)
-            module = call_model(hook, cfg.base_dir)
-        else:
-            name, args, kwargs = parse_call(m.name, where)
-            if name not in KNOWN_MODELS:
-                import difflib
-                close = difflib.get_close_matches(name, list(KNOWN_MODELS), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ModelError(f"{where}: unknown model {name!r}{hint}; known: {sorted(KNOWN_MODELS)}, or "
-                                 "Customized(\"module\", \"function\", ...)")
-            try:
-                module = KNOWN_MODELS[name](*args, **kwargs)
-            except TypeError as exc:
-                raise ModelError(f"{where}: {exc}") from None
+        return _onnx_model(path, m.input_shape)
+    with data_dir_env(data_dir if data_dir is not None else _config_data_dir(cfg)):
+        module = _named_model(cfg)
     record = {"source": m.name, "format": "pytorch"}
     if m.path is not None:
         path = _file(cfg.resolve(m.path, data_dir), "model.path")
@@ -192,6 +155,40 @@ def load_model(cfg: RunConfig, data_dir: str | os.PathLike | None = None,
     if m.input_shape is not None:
         record["input_shape"] = list(m.input_shape)
     return LoadedModel(module.eval(), m.input_shape, record)
+
+
+def _onnx_model(path: Path, input_shape: tuple[int, ...] | None = None) -> LoadedModel:
+    """An ONNX file as a model; ``input_shape`` (``model.input_shape``), if given, must have as many
+    elements as the ONNX input (the model keeps the ONNX input shape)."""
+    from lirpa_lid.models.onnx import load_onnx  # onnx + onnx2torch: only when an ONNX file is read
+
+    net = load_onnx(_file(path, "ONNX file"))
+    shape = input_shape or net.input_shape
+    if math.prod(shape) != math.prod(net.input_shape):
+        raise ModelError(f"model.input_shape {list(shape)} has {math.prod(shape)} elements, the ONNX input "
+                         f"{list(net.input_shape)} has {math.prod(net.input_shape)}")
+    _check_model(net.module)
+    record = {"source": str(path.resolve()), "sha256": file_sha256(path), "format": "onnx",
+              "input_shape": list(net.input_shape)}
+    return LoadedModel(net.module.eval(), tuple(net.input_shape), record)
+
+
+def _named_model(cfg: RunConfig) -> nn.Module:
+    """``model.name``: a ``Customized(...)`` hook or a builder of the model zoo
+    (:data:`~lirpa_lid.models.zoo.KNOWN_MODELS`: ``mlp(sizes=[...])``, ``blobs_mlp(hidden=...)``; untrained)."""
+    where = "model.name"
+    if is_customized(cfg.model.name):
+        return call_model(parse_customized(cfg.model.name, where), cfg.base_dir)
+    name, args, kwargs = parse_call(cfg.model.name, where)
+    if name not in KNOWN_MODELS:
+        close = difflib.get_close_matches(name, list(KNOWN_MODELS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ModelError(f"{where}: unknown model {name!r}{hint}; known: {sorted(KNOWN_MODELS)}, or "
+                         "Customized(\"module\", \"function\", ...)")
+    try:
+        return KNOWN_MODELS[name](*args, **kwargs)
+    except TypeError as exc:
+        raise ModelError(f"{where}: {exc}") from None
 
 
 def load_state_dict(module: nn.Module, path: Path) -> None:
@@ -314,6 +311,13 @@ def _lid_config(cfg: RunConfig, kind: str, time_limit: float | None, progress: b
                      time_limit=limit)
 
 
+def timed_base_value(model: nn.Module, spec: Specification, method: str, backend: str) -> tuple[float, float]:
+    """:func:`base_value` and the seconds it took (a run's time at θ₀, reported with its outcome)."""
+    start = time.perf_counter()
+    value = base_value(model, spec, method, backend)
+    return value, time.perf_counter() - start
+
+
 def base_value(model: nn.Module, spec: Specification, method: str, backend: str = "native") -> float:
     """The certified value of the model's own weights (width 0) in float64 (native) arithmetic."""
     net = bounded_network(model, None, backend)
@@ -386,12 +390,12 @@ def _vnnlib_problem(cfg: RunConfig, loaded: LoadedModel, paths: list[Path], time
     spec = _vnnlib_spec(cfg, loaded, paths)
     params = select_parameters(loaded.module, cfg.lid.free)
     check_domain(loaded.module, spec, params, cfg.lid.backend)
-    value = base_value(loaded.module, spec, cfg.lid.method, cfg.lid.backend)
+    value, seconds = timed_base_value(loaded.module, spec, cfg.lid.method, cfg.lid.backend)
     required = cfg.lid.required if cfg.lid.required is not None else spec.threshold
     return Problem(name=spec.name, model=loaded.module, input_shape=loaded.input_shape, spec=spec, held_out=None,
                    lid=_lid_config(cfg, "vnnlib", timeout, progress), params=params, backend=cfg.lid.backend,
                    method=cfg.lid.method, required=required, delta=0.0, base_value=value,
-                   model_record=loaded.record)
+                   model_record=loaded.record, theta0_seconds=seconds)
 
 
 def _item_spec(cfg: RunConfig, loaded: LoadedModel, data_dir) -> tuple[CertifiedAccuracy, dict]:
@@ -430,7 +434,7 @@ def _items_problem(cfg: RunConfig, loaded: LoadedModel, data_dir, progress: bool
     opt = full.subset(opt_idx)
     params = select_parameters(loaded.module, lid.free)
     check_domain(loaded.module, opt, params, lid.backend)
-    value = base_value(loaded.module, opt, lid.method, lid.backend)
+    value, seconds = timed_base_value(loaded.module, opt, lid.method, lid.backend)
     tau = lid.threshold if lid.threshold is not None else threshold_from_accuracy(value, lid.increment, lid.limit)
     opt = CertifiedAccuracy(opt.x, opt.y, threshold=tau, name=f"{cfg.name} (optimisation)", **kwargs)
     held_spec = CertifiedAccuracy(full.x[held_idx], full.y[held_idx], threshold=tau, name=f"{cfg.name} (held-out)",
@@ -440,7 +444,7 @@ def _items_problem(cfg: RunConfig, loaded: LoadedModel, data_dir, progress: bool
                    backend=lid.backend, method=lid.method,
                    required=lid.required if lid.required is not None else tau,
                    delta=lid.delta if lid.delta is not None else DEFAULT_DELTA, base_value=value,
-                   model_record=loaded.record)
+                   model_record=loaded.record, theta0_seconds=seconds)
 
 
 # ------------------------------------------------------------------------------- model files
@@ -449,12 +453,7 @@ def load_model_file(path: str | os.PathLike, cfg: RunConfig | None = None) -> Lo
     architecture comes from ``cfg``'s model section (a state dict alone has none)."""
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        from lirpa_lid.models.onnx import load_onnx
-        net = load_onnx(_file(path, "ONNX file"))
-        _check_model(net.module)
-        return LoadedModel(net.module.eval(), tuple(net.input_shape),
-                           {"source": str(path.resolve()), "sha256": file_sha256(path), "format": "onnx",
-                            "input_shape": list(net.input_shape)})
+        return _onnx_model(path)
     if path.suffix.lower() not in (".pt", ".pth"):
         raise InputError(f"{path}: a model file must be .onnx or a PyTorch state dict (.pt / .pth)")
     if cfg is None or cfg.model.name is None:

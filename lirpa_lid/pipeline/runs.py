@@ -15,11 +15,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 from lirpa_lid.errors import InputError
 from lirpa_lid.files import write_text_atomic
+from lirpa_lid.progress import progress_bar
 
 Job = TypeVar("Job")
 
@@ -49,6 +51,7 @@ def claim_path(result: Path) -> Path:
 
 
 def _claim(result: Path) -> bool:
+    """Create ``result``'s claim file; True if this process made it and the run is still pending."""
     try:
         os.close(os.open(claim_path(result), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
@@ -68,10 +71,8 @@ def run_jobs(jobs: Sequence[Job], path_of: Callable[[Job], Path], run: Callable[
     keeps it, so other workers do not repeat it; the parent removes it when all have exited).
 
     Returns the failures (``"<job>: <Error>: <message>"``)."""
-    from tqdm import tqdm
-
     failures = []
-    for job in tqdm(pending(jobs, path_of), desc=desc, disable=quiet or claim):  # workers: the parent's bar
+    for job in progress_bar(pending(jobs, path_of), desc=desc, enabled=not (quiet or claim)):  # workers: the parent's
         path = path_of(job)
         if claim and (path.exists() or not _claim(path)):
             continue
@@ -93,34 +94,43 @@ def run_in_workers(script: str | os.PathLike, argv: Sequence[str], workers: int,
     before (left by interrupted workers) and after (failed runs): run one parent per cache folder at a time.
 
     Returns one failure per worker that exited with a non-zero code (its own failures are in its log)."""
-    from tqdm import tqdm
-
     todo = pending(jobs, path_of)
     if not todo:
         return []
-    for job in todo:
-        claim_path(path_of(job)).unlink(missing_ok=True)
+    _release_claims(todo, path_of)
     workers = max(1, min(workers, len(todo)))
     argv = [*argv, "--workers", "1", "--worker"] + (["--quiet"] if quiet else [])
     procs = [subprocess.Popen([sys.executable, str(script), *argv]) for _ in range(workers)]
-    bar = tqdm(total=len(todo), desc=f"{desc} ({workers} workers)", disable=quiet)
+    bar = progress_bar(total=len(todo), desc=f"{desc} ({workers} workers)", enabled=not quiet)
+    try:
+        _wait(procs, lambda: bar.update(len(todo) - len(pending(todo, path_of)) - bar.n), poll)
+    finally:
+        bar.update(len(todo) - len(pending(todo, path_of)) - bar.n)
+        bar.close()
+        _release_claims(todo, path_of)  # claims of failed runs: those runs stay pending for the next invocation
+    return [f"worker {i + 1} of {workers} exited with code {p.returncode} (see its log above)"
+            for i, p in enumerate(procs) if p.returncode != 0]
+
+
+def _release_claims(jobs: Sequence[Job], path_of: Callable[[Job], Path]) -> None:
+    """Remove the claim files of ``jobs`` (left by interrupted workers or failed runs)."""
+    for job in jobs:
+        claim_path(path_of(job)).unlink(missing_ok=True)
+
+
+def _wait(procs: list[subprocess.Popen], tick: Callable[[], None], poll: float) -> None:
+    """Wait for every worker, calling ``tick`` every ``poll`` seconds; on an interrupt (or any error)
+    terminate them all and wait for them before re-raising."""
     try:
         while any(p.poll() is None for p in procs):
             time.sleep(poll)
-            bar.update(len(todo) - len(pending(todo, path_of)) - bar.n)
+            tick()
     except BaseException:
         for p in procs:
             p.terminate()
         for p in procs:
             p.wait()
         raise
-    finally:
-        bar.update(len(todo) - len(pending(todo, path_of)) - bar.n)
-        bar.close()
-        for job in todo:  # claims of failed runs: those runs stay pending for the next invocation
-            claim_path(path_of(job)).unlink(missing_ok=True)
-    return [f"worker {i + 1} of {workers} exited with code {p.returncode} (see its log above)"
-            for i, p in enumerate(procs) if p.returncode != 0]
 
 
 def execute(args: argparse.Namespace, argv: Sequence[str] | None, script: str | os.PathLike, jobs: Sequence[Job],

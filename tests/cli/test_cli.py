@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -163,6 +164,21 @@ def test_vnnlib_not_certified_at_theta0_exits_1(tmp_path, capsys):
     assert not (out / "certificate.json").exists()
 
 
+def test_not_certified_at_theta0_reports_the_time_spent_bounding_at_theta0(tmp_path, monkeypatch):
+    """A row that fails at theta0 took the time of that bound: its total is not ~0 s."""
+    import lirpa_lid.pipeline.problems as problems
+
+    def slow_base_value(*args, **kwargs):
+        time.sleep(0.3)
+        return 0.0   # below lid.threshold 0.9: not certified at theta0
+    monkeypatch.setattr(problems, "base_value", slow_base_value)
+    out = tmp_path / "out"
+    assert main(["certify", str(_spec_file(tmp_path, ROBUST)), "-o", str(out), "--quiet"]) == 1
+    report = json.loads((out / "results.json").read_text())
+    assert report["status"] == "not-certified-at-theta0"
+    assert report["seconds"]["total"] >= 0.3
+
+
 def test_bad_inputs_exit_2_with_one_line_and_no_output(tmp_path, capsys):
     bench = _acas()
     out = tmp_path / "out"
@@ -220,6 +236,29 @@ def test_instances_csv_batch_run(tmp_path, capsys):
     assert summary["counts"] == {"certified": 1, "below-required": 0, "not-certified-at-theta0": 1}
     first = out / "ACASXU_run2a_2_4_batch_2000-prop_3"
     assert Certificate.load(first / "certificate.json").k == 1 and (first / "model.onnx").is_file()
+
+
+def test_instances_rows_with_the_same_file_names_get_their_own_folders(tmp_path, capsys):
+    """Rows whose ONNX and VNN-LIB file names coincide (same names in two folders, or a repeated row) must
+    not write into one folder: each row keeps its own certificate, and summary.json names the folders."""
+    bench = _acas()
+    for folder, net in (("a", "2_4"), ("b", "2_6")):
+        (tmp_path / folder).mkdir()
+        shutil.copy(bench / "onnx" / f"ACASXU_run2a_{net}_batch_2000.onnx", tmp_path / folder / "net.onnx")
+        shutil.copy(bench / "vnnlib" / "prop_3.vnnlib", tmp_path / folder / "prop.vnnlib")
+    csv_file = tmp_path / "instances.csv"
+    csv_file.write_text("a/net.onnx,a/prop.vnnlib,100\nb/net.onnx,b/prop.vnnlib,100\na/net.onnx,a/prop.vnnlib,100\n")
+    out = tmp_path / "out"
+    assert main(["certify", str(_lid_only(tmp_path, iterations=5)), "--instances", str(csv_file), "-o", str(out),
+                 "--quiet"]) == 0
+    rows = json.loads((out / "summary.json").read_text())["instances"]
+    names = [r["name"] for r in rows]
+    assert len(set(names)) == 3 and all(name.startswith("net-prop") for name in names)
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(names)
+    for name, folder in zip(names, "aba"):
+        cert = Certificate.load(out / name / "certificate.json")
+        assert cert.model["source"] == str((tmp_path / folder / "net.onnx").resolve())
+        assert json.loads((out / name / "results.json").read_text())["name"] == name
 
 
 def test_instances_timeout_bounds_the_growth(tmp_path):
@@ -285,6 +324,36 @@ def test_bounds_table_and_json(tmp_path, capsys):
     assert main(["bounds", str(f), "--eps", "0.001", "--relative", "--json", "--limit", "100"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["kind"] == "local_robustness" and len(report["certified"]) == 60
+
+
+def test_bounds_quiet_still_prints_the_table(tmp_path, capsys):
+    """--quiet silences progress and messages, not the results: without --json the table is the output."""
+    f = _spec_file(tmp_path, ROBUST)
+    capsys.readouterr()
+    assert main(["bounds", str(f), "--eps", "0.001", "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "| query | row | margin | lower | upper |" in captured.out and "(first 20 of 60 queries" in captured.out
+    assert captured.err == ""
+
+
+def test_no_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys, monkeypatch):
+    """Progress bars written to a log (stderr captured: not a terminal) would add a line per update;
+    without --quiet a run still writes its messages there, but no bar."""
+    monkeypatch.delenv("LIRPA_LID_PROGRESS", raising=False)
+    f = _spec_file(tmp_path, ROBUST)
+    capsys.readouterr()
+    assert main(["certify", str(f), "-o", str(tmp_path / "one")]) == 0
+    err = capsys.readouterr().err
+    assert "certified value at width 0" in err   # the messages are there
+    runs = [err]
+    if (ACAS / "onnx").is_dir():
+        csv_file = tmp_path / "instances.csv"
+        csv_file.write_text(f"{ACAS}/onnx/ACASXU_run2a_2_4_batch_2000.onnx,{ACAS}/vnnlib/prop_3.vnnlib,100\n" * 2)
+        assert main(["certify", str(_lid_only(tmp_path, iterations=5)), "--instances", str(csv_file), "-o",
+                     str(tmp_path / "many")]) == 0
+        runs.append(capsys.readouterr().err)
+    for err in runs:
+        assert "\r" not in err and "it/s" not in err and "%|" not in err, err
 
 
 # ------------------------------------------------------------------------------ project / verify-update
@@ -367,7 +436,7 @@ def test_shipped_specs_run_end_to_end(tmp_path, name):
 def test_reproductions_are_found_next_to_the_checkout_or_in_the_working_directory(tmp_path, monkeypatch):
     """A non-editable install (as tox makes) has no reproductions/ next to the package: the working
     directory's is used (a checkout installed with ``pip install .``)."""
-    from lirpa_lid.cli import app as cli
+    from lirpa_lid.cli import reproduce as cli
     monkeypatch.delenv(cli.REPRODUCTIONS_ENV, raising=False)
     assert (cli.reproductions_dir() / "split_mnist.py").is_file()      # this checkout
     installed = tmp_path / "site-packages" / "lirpa_lid"

@@ -15,9 +15,14 @@ from lirpa_lid.continual.baselines import (
     agem_project,
     distillation_loss,
     ewc_penalty,
+    face_distances,
+    worst_case_cross_entropy,
 )
 from lirpa_lid.continual.importance import fisher_diagonal
-from lirpa_lid.continual.training import TrainConfig, accuracy, run_continual
+from lirpa_lid.continual.loop import run_continual
+from lirpa_lid.continual.metrics import accuracy
+from lirpa_lid.continual.training import TrainConfig
+from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.margin import hard_values
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 
@@ -132,3 +137,35 @@ def test_interval_cl_boxes_are_nested_certified_and_contain_the_final_model(sett
     assert int(ok.sum()) == certs[0].k
     assert misclassified_certified(learner.model, certs[0].domain, task.cert.x[ok], task.cert.y[ok], task.head) == 0
     assert accuracy(learner.model, task.cert, task.head) >= certs[0].k / certs[0].n - 1e-9
+
+
+def test_face_distances_are_exact_float64_and_zero_outside_the_box():
+    theta = {"w": torch.tensor([0.0, 1.0, 2.0, 5.0]), "b": torch.tensor([[0.25]])}
+    box = Orthotope({"w": torch.tensor([1.0, 1.0, 1.0, 1.0]), "b": torch.tensor([[0.5]])},
+                    {"w": torch.tensor([0.5, 0.5, 0.5, 0.5]), "b": torch.tensor([[0.0]])},
+                    {"w": torch.tensor([2.0, 2.0, 2.0, 2.0]), "b": torch.tensor([[1.0]])})
+    d = face_distances(box, theta)
+    # w's box is [0.5, 3.0] per element; b's [0.5, 1.5]
+    assert d["w"][0].dtype == torch.float64 and d["w"][0].shape == (4,) and d["b"][1].shape == (1, 1)
+    assert d["w"][0].tolist() == [0.0, 0.5, 1.5, 4.5] and d["w"][1].tolist() == [3.0, 2.0, 1.0, 0.0]
+    assert d["b"][0].item() == 0.0 and d["b"][1].item() == 1.25
+    # against the set the box denotes, in float64: a float32 offset that is not a float32 sum
+    ref = torch.tensor([1.0])
+    tiny = Orthotope({"p": ref}, {"p": torch.tensor([1e-9])}, {"p": torch.tensor([3e-9])})
+    lo, hi = face_distances(tiny, {"p": ref})["p"]
+    assert lo.item() == torch.tensor(1e-9).double().item() and hi.item() == torch.tensor(3e-9).double().item()
+
+
+def test_worst_case_cross_entropy_is_minus_log_of_the_soft_score_at_temperature_one():
+    lower = torch.tensor([[2.0, -1.0, 0.5], [0.0, 0.0, 0.0], [-3.0, 4.0, 1.0]])
+    spec = CertifiedAccuracy(torch.zeros(3, 2), [0, 1, 2], 4, 0.5, temperature=1.0)
+    expected = -torch.log(spec.soft_scores(lower))
+    assert torch.allclose(worst_case_cross_entropy(lower), expected, rtol=1e-6, atol=0)
+    assert worst_case_cross_entropy(lower)[1].item() == pytest.approx(float(torch.log(torch.tensor(4.0))))
+    # in log space it stays finite where the soft score underflows to 0
+    far = torch.full((3, 3), -200.0, requires_grad=True)
+    assert spec.soft_scores(far.detach()).tolist() == [0.0, 0.0, 0.0]
+    loss = worst_case_cross_entropy(far).mean()
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(far.grad).all()
+    assert loss.item() == pytest.approx(200.0 + float(torch.log(torch.tensor(3.0))), rel=1e-6)

@@ -10,23 +10,24 @@ import torch
 import torch.nn.functional as F
 from continual_helpers import misclassified_certified, small_mlp, tasks
 
+import lirpa_lid
 from lirpa_lid import CertificateError, InputError, Orthotope
 from lirpa_lid.certificate.certify import clopper_pearson_lower
-from lirpa_lid.continual.importance import Bias
+from lirpa_lid.continual import heads, loop, metrics, training
+from lirpa_lid.continual.heads import head_logits, head_loss, head_targets
+from lirpa_lid.continual.importance import FreezingPolicy
 from lirpa_lid.continual.lid_learner import LIDLearner, LIDLearnerConfig, ReplayConfig
-from lirpa_lid.continual.training import (
-    TrainConfig,
+from lirpa_lid.continual.loop import run_continual
+from lirpa_lid.continual.metrics import (
+    accuracy,
     average_accuracy,
     backward_transfer,
-    fit,
+    correct,
     forgetting,
-    head_logits,
-    head_loss,
-    head_targets,
     negative_flip_rate,
-    regulariser,
-    run_continual,
 )
+from lirpa_lid.continual.training import TrainConfig, fit, regulariser
+from lirpa_lid.datasets import Split
 from lirpa_lid.lid.solve import LIDConfig
 from lirpa_lid.margin import compute_margins, hard_values
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
@@ -53,6 +54,29 @@ def test_metrics_on_a_hand_made_matrix():
         average_accuracy([[0.1, 0.2], [0.3]])
     with pytest.raises(InputError):
         negative_flip_rate(before, after[:2])
+
+
+def test_correct_and_accuracy_through_a_masked_head():
+    model = torch.nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(4))
+    data = Split(torch.tensor([[0.0, 1.0, 5.0, 2.0], [3.0, 0.0, 1.0, -1.0], [0.0, 0.0, 0.0, 9.0]]),
+                 torch.tensor([3, 1, 3]))
+    # all outputs: predictions 2, 0, 3; head (1, 3): predictions 3, 1, 3
+    assert correct(model, data).tolist() == [False, False, True]
+    assert correct(model, data, (1, 3), chunk=2).tolist() == [True, True, True]
+    assert accuracy(model, data) == pytest.approx(1 / 3) and accuracy(model, data, (1, 3)) == 1.0
+
+
+def test_names_stay_importable_from_their_old_homes():
+    """The loop and the metrics moved out of training.py; reproductions/ and benchmarks/ import them there."""
+    for name in ("accuracy", "correct", "average_accuracy", "backward_transfer", "forgetting", "negative_flip_rate"):
+        assert getattr(training, name) is getattr(metrics, name) is getattr(lirpa_lid.continual, name)
+    for name in ("run_continual", "ContinualResult", "Learner"):
+        assert getattr(training, name) is getattr(loop, name) is getattr(lirpa_lid.continual, name)
+    for name in ("head_logits", "head_targets", "head_loss"):
+        assert getattr(training, name) is getattr(heads, name)
+    assert lirpa_lid.Bias is lirpa_lid.continual.Bias is FreezingPolicy
 
 
 def test_masked_heads():
@@ -179,7 +203,7 @@ def test_til_head_rows_of_other_classes_are_widened_without_changing_the_certifi
 
 def test_bias_freezes_elements_at_width_zero():
     ts = tasks("CIL", n_tasks=2)
-    cfg = _lid_config("IBP", iterations=10, bias=Bias("fisher", lookahead=True, fraction=0.7, n_items=32))
+    cfg = _lid_config("IBP", iterations=10, bias=FreezingPolicy("fisher", lookahead=True, fraction=0.7, n_items=32))
     learner = LIDLearner(small_mlp(10), cfg, seed=0)
     learner.learn(0, ts)
     n = sum(p.numel() for p in learner.model.parameters())

@@ -11,6 +11,7 @@ from continual_helpers import small_mlp, synthetic_data
 from lirpa_lid import InputError
 from lirpa_lid.continual.importance import (
     Bias,
+    FreezingPolicy,
     fisher_diagonal,
     free_from_frozen,
     freeze_mask,
@@ -118,10 +119,15 @@ def test_freeze_mask_errors():
 def test_bias_freezes_round_q_n_elements(kind, lookahead):
     model = small_mlp(10)
     x, y = _data(40)
-    bias = Bias(kind, lookahead, fraction=0.8, n_items=30, si_steps=3)
+    bias = FreezingPolicy(kind, lookahead, fraction=0.8, n_items=30, si_steps=3)
     frozen = bias.frozen(model, x, y)
     n = sum(p.numel() for p in model.parameters())
     assert sum(int(m.sum()) for m in frozen.values()) == round(0.8 * n)
     assert "look-ahead" in bias.label if lookahead else "EWC-like" in bias.label
     with pytest.raises(InputError):
-        Bias("fisher", fraction=-0.1)
+        FreezingPolicy("fisher", fraction=-0.1)
+    with pytest.raises(InputError, match="FreezingPolicy.n_items"):
+        FreezingPolicy("si", n_items=0)
+    # the former name is the same class (public API)
+    assert Bias is FreezingPolicy and Bias("si", lookahead=False, fraction=0.05) == \
+        FreezingPolicy("si", lookahead=False, fraction=0.05)

@@ -21,7 +21,7 @@ from torch import nn
 
 from lirpa_lid import DomainError, InputError, Orthotope, bounded_network
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.lid.solve import (
+from lirpa_lid.lid import (
     LIDConfig,
     bound_plan,
     bound_plans,
@@ -31,7 +31,8 @@ from lirpa_lid.lid.solve import (
     plan_label,
     with_config,
 )
-from lirpa_lid.margin import compute_margins, hard_values, largest_scale, margins_within, scaled_box
+from lirpa_lid.lid.search import largest_scale, scaled_box
+from lirpa_lid.margin import compute_margins, hard_values, margins_within
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 
 N_SAMPLES = 10_000

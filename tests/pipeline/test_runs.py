@@ -125,3 +125,11 @@ def test_workers_run_every_pending_job_once_and_a_failing_worker_is_reported(tmp
     assert not list(out.glob(".*.claim"))
     pids = {json.loads((out / f"{j}.json").read_text())["pid"] for j in (1, 2, 4, 5, 6, 7)}
     assert len(pids) == 2  # both workers ran jobs
+
+
+def test_no_progress_bar_in_a_log(tmp_path, capsys, monkeypatch):
+    """Not quiet, but stderr is not a terminal (captured, as in CI logs or `| tee`): no bar lines."""
+    monkeypatch.delenv("LIRPA_LID_PROGRESS", raising=False)
+    path_of = lambda job: tmp_path / f"{job}.json"  # noqa: E731
+    assert run_jobs(range(20), path_of, lambda job: {"job": job}, str, desc="runs", quiet=False, log=print) == []
+    assert capsys.readouterr().err == ""

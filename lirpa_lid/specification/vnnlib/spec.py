@@ -40,6 +40,16 @@ from lirpa_lid.specification.vnnlib.parse import VnnlibProperty, parse_vnnlib
 _FILL = 1e30  # finite stand-in for ±inf in the soft reductions (keeps gradients free of NaN)
 
 
+def property_name(path: str | os.PathLike) -> str:
+    """The name of a VNN-LIB file: its file name without the extension, ``.gz`` included.
+
+    ``prop_3.vnnlib`` and ``prop_3.vnnlib.gz`` (which :func:`parse_vnnlib` reads alike) are both
+    ``prop_3``; a plain ``stem`` would keep ``.vnnlib`` on the compressed one.
+    """
+    path = Path(path)
+    return Path(path.stem).stem if path.suffix == ".gz" else path.stem
+
+
 
 class VnnlibSpecification:
     """VNN-LIB properties that must hold on their input boxes for every weight in the domain.
@@ -107,7 +117,7 @@ class VnnlibSpecification:
             raise SpecificationError("no VNN-LIB file given")
         props = [parse_vnnlib(p, n_inputs=math.prod(input_shape), n_outputs=n_outputs) for p in paths]
         if "name" not in kwargs:
-            kwargs["name"] = Path(paths[0]).stem if len(paths) == 1 else f"{len(paths)} VNN-LIB properties"
+            kwargs["name"] = property_name(paths[0]) if len(paths) == 1 else f"{len(paths)} VNN-LIB properties"
         return cls(props, input_shape, sources=paths, **kwargs)
 
     # ------------------------------------------------------------------ structure
