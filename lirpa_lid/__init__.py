@@ -6,83 +6,29 @@ section says what lives where and which layer may import which.
 """
 from lirpa_lid.bounds import AlphaOptions, BoundBackend, BoundMethod, Bounds, InputBox, bounded_network
 from lirpa_lid.bounds.native import NativeBoundedNetwork
-from lirpa_lid.certificate import (
-                                   Certificate,
-                                   Verdict,
-                                   certify,
-                                   certify_all,
-                                   clopper_pearson_lower,
-                                   recheck,
-                                   verify_update,
-)
-
-# continual learning with certified domains (Split-MNIST, biases, replay, baselines)
-from lirpa_lid.continual import (
-                                   AGEM,
-                                   EWC,
-                                   Bias,
-                                   ContinualResult,
-                                   FineTune,
-                                   IntervalCL,
-                                   LIDLearner,
-                                   LIDLearnerConfig,
-                                   LwF,
-                                   ReplayBuffer,
-                                   ReplayConfig,
-                                   SplitTask,
-                                   TrainConfig,
-                                   average_accuracy,
-                                   backward_transfer,
-                                   fisher_diagonal,
-                                   forgetting,
-                                   freeze_mask,
-                                   negative_flip_rate,
-                                   paper_cnn,
-                                   run_continual,
-                                   si_importance,
-                                   split_mnist_tasks,
-)
+from lirpa_lid.certificate import (Certificate, Verdict, certify, certify_all, clopper_pearson_lower, recheck,
+                                   verify_update)
 from lirpa_lid.datasets import blobs_tasks, load_mnist, read_idx
 from lirpa_lid.domains import Orthotope, ProjectedOptimizer, Projection, batch_loss, project, project_
-from lirpa_lid.errors import (
-                                   BackendError,
-                                   CertificateError,
-                                   DomainError,
-                                   InputError,
-                                   LirpaLidError,
-                                   ModelError,
-                                   SpecificationError,
-)
-from lirpa_lid.lid import Candidate, LIDConfig, LIDResult, bound_plan, compute_lid, compute_lid_pool, method_label
+from lirpa_lid.errors import (BackendError, CertificateError, DomainError, InputError, LirpaLidError, ModelError,
+                              SpecificationError)
+from lirpa_lid.lid import (Candidate, LIDConfig, LIDResult, bound_plan, compute_lid, compute_lid_pool,
+                           method_label)
 from lirpa_lid.margin import compute_margins, largest_scale, margins_within
 from lirpa_lid.models import ElementwiseAffine, OnnxNetwork, load_onnx, save_onnx
-from lirpa_lid.pipeline import (
-                                   Customized,
-                                   Outcome,
-                                   Problem,
-                                   RunConfig,
-                                   build_problem,
-                                   load_config,
-                                   load_spec,
-                                   parse_config,
-                                   parse_customized,
-                                   read_instances,
-                                   run_problem,
-                                   write_outcome,
-)
-from lirpa_lid.specification import (
-                                   BoundQuery,
-                                   CertifiedAccuracy,
-                                   Disjunct,
-                                   InputGroup,
-                                   Specification,
-                                   VnnlibProperty,
-                                   VnnlibSpecification,
-                                   parse_vnnlib,
-                                   threshold_from_accuracy,
-                                   write_vnnlib,
-)
+from lirpa_lid.pipeline import (Customized, Outcome, OutcomeStatus, Problem, RunConfig, build_problem, load_config,
+                                load_spec, parse_config, parse_customized, read_instances, run_problem,
+                                write_outcome)
+from lirpa_lid.specification import (BoundQuery, CertifiedAccuracy, Disjunct, Guarantee, InputGroup, Specification,
+                                     VnnlibProperty, VnnlibSpecification, parse_vnnlib, threshold_from_accuracy,
+                                     write_vnnlib)
 from lirpa_lid.version import __version__
+
+# continual learning with certified domains (Split-MNIST, freezing policies, replay, baselines)
+from lirpa_lid.continual import (AGEM, EWC, Bias, ContinualResult, FineTune, FreezingPolicy, IntervalCL, LIDLearner,
+                                 LIDLearnerConfig, LwF, ReplayBuffer, ReplayConfig, SplitTask, TrainConfig,
+                                 average_accuracy, backward_transfer, fisher_diagonal, forgetting, freeze_mask,
+                                 negative_flip_rate, paper_cnn, run_continual, si_importance, split_mnist_tasks)
 
 __all__ = [
     "AlphaOptions", "BackendError", "BoundBackend", "BoundMethod", "BoundQuery", "Bounds", "Candidate",
@@ -98,9 +44,10 @@ __all__ = [
     "parse_customized", "parse_vnnlib",
     "project", "project_", "read_idx", "read_instances", "recheck", "run_problem", "save_onnx",
     "threshold_from_accuracy", "verify_update", "write_outcome", "write_vnnlib", "__version__",
+    "Guarantee", "OutcomeStatus",
 ]
 __all__ += [
-    "AGEM", "Bias", "ContinualResult", "EWC", "FineTune", "IntervalCL", "LIDLearner", "LIDLearnerConfig", "LwF",
+    "AGEM", "Bias", "FreezingPolicy", "ContinualResult", "EWC", "FineTune", "IntervalCL", "LIDLearner", "LIDLearnerConfig", "LwF",
     "ReplayBuffer", "ReplayConfig", "SplitTask", "TrainConfig", "average_accuracy", "backward_transfer",
     "fisher_diagonal", "forgetting", "freeze_mask", "negative_flip_rate", "paper_cnn", "run_continual",
     "si_importance", "split_mnist_tasks",

@@ -35,33 +35,10 @@ arithmetic; a float32 forward pass can differ from it by rounding.
 """
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 
 from lirpa_lid.errors import InputError
-from lirpa_lid.specification.base import Specification
-
-
-class Guarantee(enum.StrEnum):
-    """The kind of statement a certificate makes; the value is what the certificate file records.
-
-    ``FINITE_SAMPLE``: the items are a sample of a distribution, the bound holds with probability
-    ≥ 1 − δ over that sample (Clopper–Pearson). ``DETERMINISTIC``: the items are the whole statement
-    (VNN-LIB properties), the bound is the certified fraction ``k/n`` and δ is 0.
-    """
-
-    FINITE_SAMPLE = "finite-sample"
-    DETERMINISTIC = "deterministic"
-
-    @classmethod
-    def parse(cls, value: str | Guarantee) -> Guarantee:
-        """The guarantee named ``value`` (a member or its recorded string); InputError lists the choices."""
-        if isinstance(value, Guarantee):
-            return value
-        try:
-            return cls(value)
-        except (ValueError, TypeError):
-            raise InputError(f"unknown guarantee {value!r}; choose one of {[g.value for g in cls]}") from None
+from lirpa_lid.specification.base import Guarantee, Specification
 
 
 def check_delta(delta: float) -> float:

@@ -19,7 +19,7 @@ batch 256, 3 epochs, lr 1e-3; InterContiNet lr 0.01, batch 128.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ from lirpa_lid.continual.tasks import SplitTask
 from lirpa_lid.continual.training import TrainConfig, fit
 from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.margin import compute_margins, hard_values, largest_scale
-from lirpa_lid.specification.accuracy import CertifiedAccuracy
+from lirpa_lid.specification.accuracy import CertifiedAccuracy, log_soft_scores
 from lirpa_lid.specification.base import threshold_from_accuracy
 
 BASELINE_TRAIN = TrainConfig(epochs=5, batch_size=128, lr=0.01)
@@ -212,20 +212,6 @@ class AGEM(FineTune):
 
 
 # ------------------------------------------------------------------------------- interval CL
-def face_distances(box: Orthotope, theta: Mapping[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
-    """Per element of every tensor in ``theta``, its distances to the lower and upper faces of ``box``.
-
-    ``(θ − lo, hi − θ)`` in float64, against the set the box denotes
-    (:meth:`~lirpa_lid.domains.orthotope.Orthotope.exact_bounds`), clamped at 0 (an element outside
-    the box is at distance 0 from the face it crossed). Each tensor has its parameter's shape.
-    """
-    out = {}
-    for n, (lo, hi) in box.exact_bounds(theta).items():
-        t = theta[n].detach().double()
-        out[n] = ((t - lo).clamp(min=0), (hi - t).clamp(min=0))
-    return out
-
-
 def worst_case_cross_entropy(lower: Tensor) -> Tensor:
     """Per item ``log(1 + Σ_j exp(−m_j))`` from margin lower bounds ``[n, R]``: a ``[n]`` tensor.
 
@@ -233,8 +219,7 @@ def worst_case_cross_entropy(lower: Tensor) -> Tensor:
     (InterContiNet's loss). It is ``−log`` of :meth:`CertifiedAccuracy.soft_scores` at temperature 1,
     computed in log space: the soft score underflows to 0 for very negative margins, this does not.
     """
-    z = torch.cat([torch.zeros_like(lower[:, :1]), -lower], dim=1)
-    return torch.logsumexp(z, dim=1)
+    return -log_soft_scores(lower, 1.0)
 
 
 class IntervalCL(FineTune):
@@ -303,7 +288,7 @@ class IntervalCL(FineTune):
     def _radii(self, theta: dict[str, Tensor], spec: CertifiedAccuracy) -> tuple[dict[str, Tensor], int]:
         """Radii ``σ(v) ⊙ d`` after Adam on :func:`worst_case_cross_entropy` (stopped once ``spec`` holds
         under IBP), and the number of steps taken."""
-        dist = {n: torch.minimum(*faces).to(theta[n].dtype) for n, faces in face_distances(self.box, theta).items()}
+        dist = {n: torch.minimum(*faces).to(theta[n].dtype) for n, faces in self.box.face_distances(theta).items()}
         v = {n: torch.full_like(t_, self.v0, requires_grad=True) for n, t_ in theta.items()}
         opt = torch.optim.Adam(list(v.values()), lr=self.lid_lr)
         steps = 0

@@ -137,6 +137,18 @@ class Orthotope:
             out[n] = (ref - self.lower[n].detach().double(), ref + self.upper[n].detach().double())
         return out
 
+    def face_distances(self, params: nn.Module | Mapping[str, Tensor]) -> dict[str, tuple[Tensor, Tensor]]:
+        """Per element, the float64 distances ``(θ − lo, hi − θ)`` from ``params`` to the lower and upper
+        faces of the box (:meth:`exact_bounds`), clamped at 0 (an element outside is at distance 0 from
+        the face it crossed): how far each element may move down and up and stay inside. Each tensor
+        has its parameter's shape; only parameters of the box that ``params`` has are returned."""
+        values = named_parameter_values(params)
+        out = {}
+        for n, (lo, hi) in self.exact_bounds([n for n in self.names if n in values]).items():
+            t = values[n].detach().double()
+            out[n] = ((t - lo).clamp(min=0), (hi - t).clamp(min=0))
+        return out
+
     def inner_bounds(self, dtype: torch.dtype, names: Iterable[str] | None = None) -> dict[str, tuple[Tensor, Tensor]]:
         """Bounds representable in ``dtype`` and rounded inwards: every ``dtype`` value between them
         lies in the domain. (A box narrower than one ulp collapses onto θ₀, which is representable.)"""
@@ -285,12 +297,11 @@ class Orthotope:
         if not other.contains(self.reference):
             raise DomainError("the intersection does not contain this orthotope's reference weights")
         lower, upper = {}, {}
-        theirs = other.exact_bounds()
+        room = other.face_distances(self.reference)
         for n in self.names:
-            olo, ohi = theirs[n]
-            ref = self.reference[n].double()
-            lower[n] = torch.minimum(self.lower[n], round_directed((ref - olo).clamp(min=0), self.lower[n].dtype, 0))
-            upper[n] = torch.minimum(self.upper[n], round_directed((ohi - ref).clamp(min=0), self.upper[n].dtype, 0))
+            below, above = room[n]
+            lower[n] = torch.minimum(self.lower[n], round_directed(below, self.lower[n].dtype, 0))
+            upper[n] = torch.minimum(self.upper[n], round_directed(above, self.upper[n].dtype, 0))
         return Orthotope(self.reference, lower, upper, {n: self.free[n] & other.free[n] for n in self.names})
 
     def clip_to(self, outer: Orthotope) -> Orthotope:

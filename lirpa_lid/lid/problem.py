@@ -207,10 +207,8 @@ def offset_caps(base: Orthotope, config: LIDConfig, outer: Orthotope | None) -> 
         cl = torch.full_like(ref, config.max_width, dtype=torch.float64)
         cu = cl.clone()
         if outer is not None:
-            olo, ohi = (outer.reference[n].double() - outer.lower[n].detach().double(),
-                        outer.reference[n].double() + outer.upper[n].detach().double())
-            cl = torch.minimum(cl, (ref.double() - olo).clamp(min=0))
-            cu = torch.minimum(cu, (ohi - ref.double()).clamp(min=0))
+            below, above = outer.face_distances({n: ref})[n]
+            cl, cu = torch.minimum(cl, below), torch.minimum(cu, above)
         zero = torch.zeros((), dtype=torch.float64)
         out = []
         for c in (cl, cu):

@@ -1,7 +1,7 @@
 """Specifications: what a domain must preserve (certified accuracy, local robustness, VNN-LIB properties),
 computed from margin lower bounds."""
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
-from lirpa_lid.specification.base import BoundQuery, Specification, as_spec_list, threshold_from_accuracy
+from lirpa_lid.specification.base import BoundQuery, Guarantee, Specification, as_spec_list, threshold_from_accuracy
 from lirpa_lid.specification.vnnlib import (
                                             Disjunct,
                                             InputGroup,
@@ -12,6 +12,6 @@ from lirpa_lid.specification.vnnlib import (
 )
 
 __all__ = [
-    "BoundQuery", "CertifiedAccuracy", "Disjunct", "InputGroup", "Specification", "VnnlibProperty",
+    "BoundQuery", "CertifiedAccuracy", "Disjunct", "Guarantee", "InputGroup", "Specification", "VnnlibProperty",
     "VnnlibSpecification", "as_spec_list", "parse_vnnlib", "threshold_from_accuracy", "write_vnnlib",
 ]

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from lirpa_lid.digest import digest_data
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.specification.base import BoundQuery, check_margins, round_outward
+from lirpa_lid.specification.base import BoundQuery, Guarantee, check_margins, round_outward
 
 
 def _as_labels(y: Tensor | Sequence[int], num_classes: int, name: str) -> Tensor:
@@ -72,6 +72,15 @@ def _record_value(t: Tensor | None) -> float | list | None:
     return t.detach().cpu().double().tolist()
 
 
+def log_soft_scores(lower: Tensor, temperature: float) -> Tensor:
+    """``log`` of the per-item soft score ``1 / (1 + Σ_j exp(−T·m_j))`` from margin lower bounds ``[n, R]``:
+    ``[n]``, computed in log space (no underflow for very negative margins). The one copy of the
+    surrogate: :meth:`CertifiedAccuracy.soft_scores` is its ``exp``, interval baselines minimise its
+    negation (the cross-entropy of the worst-case logits)."""
+    z = torch.cat([torch.zeros_like(lower[:, :1]), -temperature * lower], dim=1)
+    return -torch.logsumexp(z, dim=1)
+
+
 class CertifiedAccuracy:
     """Certified (balanced) accuracy on a labelled reference set must stay ``≥ threshold``.
 
@@ -103,7 +112,7 @@ class CertifiedAccuracy:
     Clopper–Pearson bound for *every* weight vector of the domain at once.
     """
 
-    guarantee = "finite-sample"
+    guarantee = Guarantee.FINITE_SAMPLE
 
     def __init__(self, x: Tensor, y: Tensor | Sequence[int], num_classes: int, threshold: float,
                  balanced: bool = False, temperature: float = 10.0, name: str = "certified accuracy",
@@ -272,8 +281,7 @@ class CertifiedAccuracy:
         scaled worst-case logits at the true class; tighter (CROWN) margins give larger scores.
         """
         self._check(lower)
-        z = torch.cat([torch.zeros_like(lower[:, :1]), -self.temperature * lower], dim=1)
-        return torch.exp(-torch.logsumexp(z, dim=1))
+        return torch.exp(log_soft_scores(lower, self.temperature))
 
     def soft_value(self, lower: Tensor) -> Tensor:
         """Mean (or class-balanced mean) of :meth:`soft_scores`, a differentiable scalar."""

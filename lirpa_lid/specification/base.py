@@ -29,6 +29,7 @@ the spec for its query and a bound backend for the bounds; nothing else needs to
 """
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -37,10 +38,33 @@ import torch
 from torch import Tensor
 
 from lirpa_lid.bounds.core import InputBox
-from lirpa_lid.errors import SpecificationError
+from lirpa_lid.errors import InputError, SpecificationError
 from lirpa_lid.rounding import round_directed
 
-GUARANTEES = ("finite-sample", "deterministic")
+
+class Guarantee(enum.StrEnum):
+    """The kind of statement a certificate makes; the value is what the certificate file records.
+
+    ``FINITE_SAMPLE``: the items are a sample of a distribution, the bound holds with probability
+    ≥ 1 − δ over that sample (Clopper–Pearson). ``DETERMINISTIC``: the items are the whole statement
+    (VNN-LIB properties), the bound is the certified fraction ``k/n`` and δ is 0.
+    """
+
+    FINITE_SAMPLE = "finite-sample"
+    DETERMINISTIC = "deterministic"
+
+    @classmethod
+    def parse(cls, value: str | Guarantee) -> Guarantee:
+        """The guarantee named ``value`` (a member or its recorded string); InputError lists the choices."""
+        if isinstance(value, Guarantee):
+            return value
+        try:
+            return cls(value)
+        except (ValueError, TypeError):
+            raise InputError(f"unknown guarantee {value!r}; choose one of {[g.value for g in cls]}") from None
+
+
+GUARANTEES = tuple(g.value for g in Guarantee)
 
 
 def threshold_from_accuracy(accuracy: float, increment: float | None = None,
@@ -121,7 +145,7 @@ class Specification(Protocol):
     """
 
     kind: str
-    guarantee: str
+    guarantee: Guarantee
     name: str
     threshold: float
 

@@ -15,14 +15,12 @@ from lirpa_lid.continual.baselines import (
     agem_project,
     distillation_loss,
     ewc_penalty,
-    face_distances,
     worst_case_cross_entropy,
 )
 from lirpa_lid.continual.importance import fisher_diagonal
 from lirpa_lid.continual.loop import run_continual
 from lirpa_lid.continual.metrics import accuracy
 from lirpa_lid.continual.training import TrainConfig
-from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.margin import hard_values
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 
@@ -137,23 +135,6 @@ def test_interval_cl_boxes_are_nested_certified_and_contain_the_final_model(sett
     assert int(ok.sum()) == certs[0].k
     assert misclassified_certified(learner.model, certs[0].domain, task.cert.x[ok], task.cert.y[ok], task.head) == 0
     assert accuracy(learner.model, task.cert, task.head) >= certs[0].k / certs[0].n - 1e-9
-
-
-def test_face_distances_are_exact_float64_and_zero_outside_the_box():
-    theta = {"w": torch.tensor([0.0, 1.0, 2.0, 5.0]), "b": torch.tensor([[0.25]])}
-    box = Orthotope({"w": torch.tensor([1.0, 1.0, 1.0, 1.0]), "b": torch.tensor([[0.5]])},
-                    {"w": torch.tensor([0.5, 0.5, 0.5, 0.5]), "b": torch.tensor([[0.0]])},
-                    {"w": torch.tensor([2.0, 2.0, 2.0, 2.0]), "b": torch.tensor([[1.0]])})
-    d = face_distances(box, theta)
-    # w's box is [0.5, 3.0] per element; b's [0.5, 1.5]
-    assert d["w"][0].dtype == torch.float64 and d["w"][0].shape == (4,) and d["b"][1].shape == (1, 1)
-    assert d["w"][0].tolist() == [0.0, 0.5, 1.5, 4.5] and d["w"][1].tolist() == [3.0, 2.0, 1.0, 0.0]
-    assert d["b"][0].item() == 0.0 and d["b"][1].item() == 1.25
-    # against the set the box denotes, in float64: a float32 offset that is not a float32 sum
-    ref = torch.tensor([1.0])
-    tiny = Orthotope({"p": ref}, {"p": torch.tensor([1e-9])}, {"p": torch.tensor([3e-9])})
-    lo, hi = face_distances(tiny, {"p": ref})["p"]
-    assert lo.item() == torch.tensor(1e-9).double().item() and hi.item() == torch.tensor(3e-9).double().item()
 
 
 def test_worst_case_cross_entropy_is_minus_log_of_the_soft_score_at_temperature_one():

@@ -180,3 +180,20 @@ def test_one_domain_can_be_differentiated_chunk_by_chunk(model, backend):
     for n in grads[0]:
         assert torch.allclose(grads[0][n], grads[1][n], atol=1e-12)
         assert (grads[0][n][~free[n]] == 0).all()
+
+
+def test_face_distances_are_exact_float64_and_zero_outside_the_box():
+    theta = {"w": torch.tensor([0.0, 1.0, 2.0, 5.0]), "b": torch.tensor([[0.25]])}
+    box = Orthotope({"w": torch.tensor([1.0, 1.0, 1.0, 1.0]), "b": torch.tensor([[0.5]])},
+                    {"w": torch.tensor([0.5, 0.5, 0.5, 0.5]), "b": torch.tensor([[0.0]])},
+                    {"w": torch.tensor([2.0, 2.0, 2.0, 2.0]), "b": torch.tensor([[1.0]])})
+    d = box.face_distances(theta)
+    # w's box is [0.5, 3.0] per element; b's [0.5, 1.5]
+    assert d["w"][0].dtype == torch.float64 and d["w"][0].shape == (4,) and d["b"][1].shape == (1, 1)
+    assert d["w"][0].tolist() == [0.0, 0.5, 1.5, 4.5] and d["w"][1].tolist() == [3.0, 2.0, 1.0, 0.0]
+    assert d["b"][0].item() == 0.0 and d["b"][1].item() == 1.25
+    # against the set the box denotes, in float64: a float32 offset that is not a float32 sum
+    ref = torch.tensor([1.0])
+    tiny = Orthotope({"p": ref}, {"p": torch.tensor([1e-9])}, {"p": torch.tensor([3e-9])})
+    lo, hi = tiny.face_distances({"p": ref})["p"]
+    assert lo.item() == torch.tensor(1e-9).double().item() and hi.item() == torch.tensor(3e-9).double().item()

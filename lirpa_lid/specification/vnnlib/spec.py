@@ -34,7 +34,7 @@ from torch import Tensor
 
 from lirpa_lid.digest import file_sha256
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.specification.base import BoundQuery, check_margins, round_outward
+from lirpa_lid.specification.base import BoundQuery, Guarantee, check_margins, round_outward
 from lirpa_lid.specification.vnnlib.parse import VnnlibProperty, parse_vnnlib
 
 _FILL = 1e30  # finite stand-in for ±inf in the soft reductions (keeps gradients free of NaN)
@@ -67,7 +67,7 @@ class VnnlibSpecification:
     """
 
     kind = "vnnlib"
-    guarantee = "deterministic"
+    guarantee = Guarantee.DETERMINISTIC
 
     def __init__(self, properties: VnnlibProperty | Sequence[VnnlibProperty], input_shape: Sequence[int],
                  threshold: float = 1.0, temperature: float = 100.0, name: str = "vnnlib",
@@ -164,9 +164,12 @@ class VnnlibSpecification:
 
     @property
     def num_queries(self) -> int:
+        """Rows of :meth:`query`: one per (property, distinct input box), ≥ the number of properties."""
         return int(self._lower.shape[0])
 
     def subset(self, index: Tensor) -> VnnlibSpecification:
+        """The specification over the properties ``index`` (the optimiser's minibatch); the same object
+        when ``index`` is every property."""
         idx = torch.as_tensor(index, dtype=torch.long).flatten().tolist()
         if idx == list(range(len(self))):
             return self  # the optimiser's "minibatch" of a small spec is the whole spec: no rebuild
@@ -179,6 +182,7 @@ class VnnlibSpecification:
         return out
 
     def with_threshold(self, threshold: float) -> VnnlibSpecification:
+        """The same properties with another required fraction ``threshold`` of certified properties."""
         return VnnlibSpecification(self.properties, self.input_shape, threshold, self.temperature, self.name,
                                    self.sources, self.dtype)
 
@@ -223,6 +227,7 @@ class VnnlibSpecification:
         return torch.sigmoid(T * smin)
 
     def soft_value(self, margins: Tensor) -> Tensor:
+        """Mean of :meth:`soft_scores`: the differentiable surrogate of the certified fraction."""
         return self.soft_scores(margins).mean()
 
     def defect(self, value: Tensor | float) -> Tensor | float:
@@ -230,6 +235,7 @@ class VnnlibSpecification:
         return self.threshold - value
 
     def violated(self, value: Tensor | float) -> bool:
+        """Whether ``value`` misses the threshold (:meth:`defect` > 0)."""
         return float(self.defect(value)) > 0
 
     # ------------------------------------------------------------------ records
@@ -246,6 +252,8 @@ class VnnlibSpecification:
         return h.hexdigest()
 
     def describe(self) -> dict:
+        """The JSON record a certificate keeps: name, threshold, shapes, and each property's file path and
+        SHA-256 (so that ``recheck`` can re-read them)."""
         return {"kind": self.kind, "name": self.name, "n": len(self), "threshold": self.threshold,
                 "temperature": self.temperature, "input_shape": list(self.input_shape),
                 "num_outputs": self.properties[0].n_outputs,
