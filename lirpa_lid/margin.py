@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from lirpa_lid.bounds.core import BoundBackend, BoundMethod
+from lirpa_lid.domains.base import WeightDomain
 from lirpa_lid.domains.orthotope import Orthotope
 from lirpa_lid.specification.base import BoundQuery, Specification
 
@@ -27,7 +28,7 @@ Found = tuple[float, tuple[float, ...]]
 
 
 # ------------------------------------------------------------------------------- margins over a domain
-def bound_margins(backend: BoundBackend, query: BoundQuery, domain: Orthotope | None,
+def bound_margins(backend: BoundBackend, query: BoundQuery, domain: WeightDomain | None,
                   method: BoundMethod | str) -> Tensor:
     """Lower bounds ``[Q, R]`` of ``C·f(x'; θ) − d`` over θ in ``domain`` and x' in the query's input
     boxes (if any), in one backend call. Differentiable w.r.t. the domain's offsets."""
@@ -36,7 +37,7 @@ def bound_margins(backend: BoundBackend, query: BoundQuery, domain: Orthotope | 
     return lower - query.d.to(lower.dtype)
 
 
-def compute_margins(backend: BoundBackend, spec: Specification, domain: Orthotope | None,
+def compute_margins(backend: BoundBackend, spec: Specification, domain: WeightDomain | None,
                     method: BoundMethod | str, batch_size: int = 500,
                     dtype: torch.dtype | None = None, rows: Tensor | None = None) -> Tensor:
     """Lower bounds ``[Q, R]`` of the specification's margins over ``domain``, in chunks (for certified
@@ -57,7 +58,7 @@ def compute_margins(backend: BoundBackend, spec: Specification, domain: Orthotop
     return torch.cat(out)
 
 
-def margins_within(backend: BoundBackend, spec: Specification, domain: Orthotope, method: BoundMethod | str,
+def margins_within(backend: BoundBackend, spec: Specification, domain: WeightDomain, method: BoundMethod | str,
                    known: Tensor | None = None, batch_size: int = 500,
                    dtype: torch.dtype | None = torch.float64) -> Tensor:
     """Margin lower bounds ``[Q, R]`` of ``spec`` over ``domain`` (no gradient), reusing ``known``: lower
@@ -82,7 +83,7 @@ def margins_within(backend: BoundBackend, spec: Specification, domain: Orthotope
         return out
 
 
-def hard_values(backend: BoundBackend, specs: Sequence[Specification], domain: Orthotope,
+def hard_values(backend: BoundBackend, specs: Sequence[Specification], domain: WeightDomain,
                 method: BoundMethod | str, batch_size: int = 500,
                 dtype: torch.dtype | None = torch.float64) -> tuple[float, ...]:
     """Hard certified value of ``domain`` for each specification on its whole reference set."""

@@ -21,7 +21,7 @@ from lirpa_lid.certificate.statistics import Guarantee, certified_bound
 from lirpa_lid.digest import digest_frozen, digest_weights, file_sha256
 from lirpa_lid.errors import CertificateError, InputError
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
-from lirpa_lid.specification.base import Specification
+from lirpa_lid.specification.base import Specification, SpecificationKind
 from lirpa_lid.specification.vnnlib.spec import VnnlibSpecification
 
 
@@ -97,14 +97,14 @@ def rebuild_specification(certificate: Certificate, data: DataLike | None,
     (None, with the reason appended to ``reasons``, when they are unavailable). Others: rebuilt from
     the record (classes, balance, ε, clip range) around the items of ``data`` — a given
     specification's own settings are not trusted."""
-    if certificate.kind == "vnnlib":
+    if certificate.kind is SpecificationKind.VNNLIB:
         if data is None:
             return _recorded_vnnlib(certificate, reasons)
-        if getattr(data, "kind", None) != "vnnlib":
+        if getattr(data, "kind", None) is not SpecificationKind.VNNLIB:
             raise InputError("recheck of a VNN-LIB certificate takes a VnnlibSpecification or no data (the "
                              "recorded files are re-read)")
         return data
-    if getattr(data, "kind", None) == "vnnlib":
+    if getattr(data, "kind", None) is SpecificationKind.VNNLIB:
         raise InputError(f"the certificate is about a {certificate.kind!r} specification, not VNN-LIB properties")
     if data is None:
         raise InputError(f"recheck of a {certificate.kind} certificate needs the held-out data (x, y)")
@@ -187,7 +187,7 @@ def _recorded_accuracy(certificate: Certificate, x, y) -> CertifiedAccuracy:
     """The certified-accuracy / local-robustness specification of the record around the items ``(x, y)``."""
     s = certificate.spec
     extra = {}
-    if certificate.kind == "local_robustness":
+    if certificate.kind is SpecificationKind.LOCAL_ROBUSTNESS:
         extra = {k: None if s.get(k) is None else torch.as_tensor(s[k], dtype=x.dtype)
                  for k in ("epsilon", "data_min", "data_max")}
     return CertifiedAccuracy(x, y, int(s["num_classes"]), float(s.get("threshold", 0.0)),

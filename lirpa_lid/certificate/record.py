@@ -30,6 +30,7 @@ from lirpa_lid.digest import file_sha256
 from lirpa_lid.domains.base import WeightDomain, domain_state, load_domain
 from lirpa_lid.errors import CertificateError, InputError
 from lirpa_lid.files import write_bytes_atomic
+from lirpa_lid.specification.base import SpecificationKind
 from lirpa_lid.version import __version__
 
 #: the ``format`` field of every certificate file
@@ -110,7 +111,12 @@ class Certificate:
     @property
     def kind(self) -> str:
         """The specification's kind (``certified_accuracy``, ``local_robustness``, ``vnnlib``)."""
-        return str(self.spec.get("kind", "certified_accuracy"))
+        kind = self.spec.get("kind", SpecificationKind.CERTIFIED_ACCURACY)
+        try:
+            return SpecificationKind(kind)
+        except ValueError:
+            raise CertificateError(f"unknown specification kind {kind!r}; known: "
+                                   f"{[k.value for k in SpecificationKind]}") from None
 
     def _mean_width(self) -> float:
         return float(self.domain.mean_width()) if self.domain.numel() else 0.0
@@ -122,7 +128,7 @@ class Certificate:
                     f"propert{'y' if self.n == 1 else 'ies'} for every weight vector in the domain (mean width "
                     f"{self._mean_width():.4g}) and every input in the boxes (deterministic, no sampling)")
         what = "balanced accuracy" if self.balanced else "accuracy"
-        if self.kind == "local_robustness":
+        if self.kind is SpecificationKind.LOCAL_ROBUSTNESS:
             what = f"robust {what} (L-inf eps={self.spec.get('epsilon')})"
         return (f"{self.spec.get('name', 'spec')}: {self.method} certified {self.k}/{self.n} held-out items; "
                 f"with prob. >= {1 - self.delta:.3g}, every weight vector in the domain (mean width "

@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lirpa_lid.errors import InputError
-from lirpa_lid.specification.base import Guarantee, Specification
+from lirpa_lid.specification.base import Guarantee, Specification, SpecificationKind
 
 
 def check_delta(delta: float) -> float:
@@ -89,7 +89,7 @@ def statement_text(spec: Specification, k: int, n: int, class_counts: Mapping[in
                 f"vector in the domain and every input in its input box (bounds in float64 round-to-nearest "
                 f"arithmetic, as in auto_LiRPA and alpha,beta-CROWN); fraction certified {bound:.6f}.")
     what = "accuracy"
-    if spec.kind == "local_robustness":
+    if spec.kind is SpecificationKind.LOCAL_ROBUSTNESS:
         what = (f"robust accuracy (every input of the item's L-inf ball of radius "
                 f"{spec.describe()['epsilon']}, clipped to the data range, classified correctly)")
     if class_counts is None:

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from lirpa_lid.digest import digest_data
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.specification.base import BoundQuery, Guarantee, check_margins, round_outward
+from lirpa_lid.specification.base import BoundQuery, Guarantee, SpecificationKind, check_margins, round_outward
 
 
 def _as_labels(y: Tensor | Sequence[int], num_classes: int, name: str) -> Tensor:
@@ -186,9 +186,9 @@ class CertifiedAccuracy:
         self.lower, self.upper = round_outward(lower, dtype, -1), round_outward(upper, dtype, +1)
 
     @property
-    def kind(self) -> str:
-        """``"certified_accuracy"``, or ``"local_robustness"`` with an epsilon ball."""
-        return "certified_accuracy" if self.epsilon is None else "local_robustness"
+    def kind(self) -> SpecificationKind:
+        """Certified accuracy, or local robustness with an epsilon ball."""
+        return SpecificationKind.CERTIFIED_ACCURACY if self.epsilon is None else SpecificationKind.LOCAL_ROBUSTNESS
 
     # ------------------------------------------------------------------ structure
     def __len__(self) -> int:

@@ -67,6 +67,14 @@ class Guarantee(enum.StrEnum):
 GUARANTEES = tuple(g.value for g in Guarantee)
 
 
+class SpecificationKind(enum.StrEnum):
+    """What a specification states; the value is what certificates record as ``spec.kind``."""
+
+    CERTIFIED_ACCURACY = "certified_accuracy"
+    LOCAL_ROBUSTNESS = "local_robustness"
+    VNNLIB = "vnnlib"
+
+
 def threshold_from_accuracy(accuracy: float, increment: float | None = None,
                             limit: float | None = None) -> float:
     """The paper's threshold rule ``τ = min(max(a − increment, a/2), limit)``.
@@ -144,7 +152,7 @@ class Specification(Protocol):
     (the items are the whole statement: no sampling).
     """
 
-    kind: str
+    kind: SpecificationKind
     guarantee: Guarantee
     name: str
     threshold: float

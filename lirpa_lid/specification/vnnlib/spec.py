@@ -34,7 +34,7 @@ from torch import Tensor
 
 from lirpa_lid.digest import file_sha256
 from lirpa_lid.errors import SpecificationError
-from lirpa_lid.specification.base import BoundQuery, Guarantee, check_margins, round_outward
+from lirpa_lid.specification.base import BoundQuery, Guarantee, SpecificationKind, check_margins, round_outward
 from lirpa_lid.specification.vnnlib.parse import VnnlibProperty, parse_vnnlib
 
 _FILL = 1e30  # finite stand-in for ±inf in the soft reductions (keeps gradients free of NaN)
@@ -66,7 +66,7 @@ class VnnlibSpecification:
         dtype: the dtype of :meth:`query` by default (boxes rounded outwards, ``d`` upwards).
     """
 
-    kind = "vnnlib"
+    kind = SpecificationKind.VNNLIB
     guarantee = Guarantee.DETERMINISTIC
 
     def __init__(self, properties: VnnlibProperty | Sequence[VnnlibProperty], input_shape: Sequence[int],
