@@ -5,6 +5,7 @@ weight-box bounds (``lirpa_lid.bounds.native``). One sub-package per concept; th
 section says what lives where and which layer may import which.
 """
 from lirpa_lid.bounds import AlphaOptions, BoundBackend, BoundMethod, Bounds, InputBox, bounded_network
+from lirpa_lid.bounds.exact import ExactOptions, ExactResult, ExactStatus, exact_margin, exact_margins, reduce_to_tail
 from lirpa_lid.bounds.native import NativeBoundedNetwork
 from lirpa_lid.certificate import (Certificate, Verdict, certify, certify_all, clopper_pearson_lower, recheck,
                                    verify_update)
@@ -44,7 +45,8 @@ __all__ = [
     "parse_customized", "parse_vnnlib",
     "project", "project_", "read_idx", "read_instances", "recheck", "run_problem", "save_onnx",
     "threshold_from_accuracy", "verify_update", "write_outcome", "write_vnnlib", "__version__",
-    "Guarantee", "OutcomeStatus",
+    "Guarantee", "OutcomeStatus", "ExactOptions", "ExactResult", "ExactStatus", "exact_margin", "exact_margins",
+    "reduce_to_tail",
 ]
 __all__ += [
     "AGEM", "Bias", "FreezingPolicy", "ContinualResult", "EWC", "FineTune", "IntervalCL", "LIDLearner", "LIDLearnerConfig", "LwF",
