@@ -232,7 +232,9 @@ class Program:
         row_lower = _values(lower, block.shape, f"lower bounds of {what}")
         row_upper = _values(upper, block.shape, f"upper bounds of {what}")
         _check_bounds(row_lower, row_upper, block, "row")
-        self._rows.append(sp.coo_matrix((local.data, (local.row + block.start, cols[local.col]))))
+        # explicit shape: a block without non-zeros (rows of constants only) has no indices to infer it from
+        self._rows.append(sp.coo_matrix((local.data, (local.row + block.start, cols[local.col])),
+                                        shape=(block.start + block.size, self._num_variables)))
         self._row_blocks.append(block)
         self._row_lower.append(row_lower)
         self._row_upper.append(row_upper)

@@ -5,7 +5,7 @@ import pytest
 import scipy.sparse as sp
 
 from lirpa_lid.errors import InputError
-from lirpa_lid.solvers import Program
+from lirpa_lid.solvers import Program, SolveStatus, solve
 
 
 def _small():
@@ -132,3 +132,19 @@ def test_bad_input_gives_one_clear_error(call, message):
     with pytest.raises(InputError, match=message):
         call(p)
     assert p.num_variables == 3 and p.num_rows == 0  # nothing half-added
+
+
+def test_rows_without_non_zeros_are_constants():
+    """A block of all-zero rows (an encoding whose coefficients all vanish) is accepted: ``lo ≤ 0 ≤ hi``
+    holds or makes the program infeasible."""
+    p = Program()
+    p.add_variables(3, lower=0, upper=1)
+    p.add_rows(np.zeros((2, 3)), lower=-1, upper=1)
+    p.add_rows(sp.csr_matrix((1, 3)), lower=0, upper=0)
+    p.add_rows(np.ones((1, 3)), lower=1)
+    p.set_objective(np.ones(3))
+    assert p.num_rows == 4 and solve(p).bound == pytest.approx(1.0)
+    q = Program()
+    q.add_variables(2)
+    q.add_rows(np.zeros((1, 2)), lower=1, upper=2)
+    assert solve(q).status is SolveStatus.INFEASIBLE
