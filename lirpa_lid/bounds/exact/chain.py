@@ -6,7 +6,7 @@ the native backend. A node is *fixed* when the input is a point (no input box) a
 has a parameter that moves (a boxed parameter with some element of positive width): its value is then
 one float64 vector per item, computed by the model's own layers.
 
-Intermediate bounds are the native backend's (``_Propagation``: IBP, with CROWN on the inputs of
+Intermediate bounds are the native backend's (``NativeBoundedNetwork.node_bounds``: IBP, with CROWN on the inputs of
 activations for ``CROWN`` / ``alpha-CROWN``; α-CROWN optimises final bounds only, so its intermediate
 bounds are CROWN's), over the domain's ``center_radius(float64)`` box, which contains the domain. They
 are computed in floating point without directed rounding, so every bound is widened by
@@ -28,7 +28,7 @@ from lirpa_lid.bounds.native.activation import ReluOp
 from lirpa_lid.bounds.native.affine import AffineOp
 from lirpa_lid.bounds.native.base import Op, ParamBox
 from lirpa_lid.bounds.native.linear import LinearOp
-from lirpa_lid.bounds.native.network import NativeBoundedNetwork, _Propagation
+from lirpa_lid.bounds.native.network import NativeBoundedNetwork
 from lirpa_lid.bounds.native.reshape import ReshapeOp
 from lirpa_lid.domains.base import WeightDomain
 from lirpa_lid.errors import DomainError, ModelError
@@ -172,17 +172,13 @@ def prepare_chain(model: nn.Module, x: Tensor, domain: WeightDomain | None, inpu
     x64 = x.detach().to(torch.float64)
     box64 = None if input_box is None else InputBox(input_box.lower.detach().to(torch.float64),
                                                     input_box.upper.detach().to(torch.float64))
-    network = NativeBoundedNetwork(model)
     ops = exact_chain_ops(model, tuple(x.shape[1:]))
     params = parameter_intervals(ops, domain)
-    # the native backend's boxes (centre ± radius with a few ulps of slack: they contain the domain)
-    native_params = network._params(ops, domain, torch.float64)
-    with torch.no_grad():
-        state = _Propagation(ops, native_params, x64, box64, network.max_chunk_elements, network.windowed)
-        state.forward(crown_intermediate=_CROWN_INTERMEDIATE[method])
-    shapes = [tuple(t.shape[1:]) for t in state.lo]
+    with torch.no_grad():  # the native backend's boxes contain the domain (centre ± radius with ulps of slack)
+        nodes = NativeBoundedNetwork(model).node_bounds(x64, domain, box64, _CROWN_INTERMEDIATE[method])
+    shapes = [tuple(lo.shape[1:]) for lo, _ in nodes]
     lower, upper = [], []
-    for i, (lo, hi) in enumerate(zip(state.lo, state.hi)):
+    for i, (lo, hi) in enumerate(nodes):
         lo, hi = lo.detach().flatten(1).cpu().numpy().astype(np.float64), hi.detach().flatten(1).cpu().numpy().astype(np.float64)
         if i > 0:
             slack = BOUND_SLACK * (1.0 + np.abs(lo) + np.abs(hi))

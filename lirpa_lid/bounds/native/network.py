@@ -105,6 +105,21 @@ class NativeBoundedNetwork:
         return out
 
     # ------------------------------------------------------------------ bounds
+    def node_bounds(self, x: Tensor, domain: WeightDomain | None = None, input_box: InputBox | None = None,
+                    crown_intermediate: bool = True) -> list[tuple[Tensor, Tensor]]:
+        """Bounds ``(lo, hi)`` of every node of the chain over the domain (and input box), each
+        ``[B, *node shape]``, node 0 being the input and node ``i`` the input of operator ``i``: IBP, with the
+        inputs of activations tightened by CROWN when ``crown_intermediate`` (what CROWN and α-CROWN use
+        internally). For exact encodings (big-M constants) and branching decisions; computed in ``x``'s
+        dtype without directed rounding, like every bound of this backend."""
+        check_batch(x, input_box)
+        check_model_finite(self.model)
+        ops = self.chain(tuple(x.shape[1:]))
+        state = _Propagation(ops, self._params(ops, domain, x.dtype), x, input_box, self.max_chunk_elements,
+                             self.windowed)
+        state.forward(crown_intermediate=crown_intermediate)
+        return list(zip(state.lo, state.hi))
+
     def compute_bounds(self, x: Tensor, domain: WeightDomain | None = None, C: Tensor | None = None,
                        method: BoundMethod | str = BoundMethod.CROWN, input_box: InputBox | None = None,
                        bound_upper: bool = True, alpha: AlphaOptions = AlphaOptions()) -> Bounds:
