@@ -7,8 +7,8 @@ section says what lives where and which layer may import which.
 from lirpa_lid.bounds import AlphaOptions, BoundBackend, BoundMethod, Bounds, InputBox, bounded_network
 from lirpa_lid.bounds.exact import ExactOptions, ExactResult, ExactStatus, exact_margin, exact_margins, reduce_to_tail
 from lirpa_lid.bounds.native import NativeBoundedNetwork
-from lirpa_lid.certificate import (Certificate, Verdict, certify, certify_all, clopper_pearson_lower, recheck,
-                                   verify_update)
+from lirpa_lid.certificate import (Certificate, SplitResult, SplitStatus, Verdict, certify, certify_all,
+                                   clopper_pearson_lower, recheck, split_input_boxes, verify_update)
 from lirpa_lid.datasets import blobs_tasks, load_mnist, read_idx
 from lirpa_lid.domains import Orthotope, ProjectedOptimizer, Projection, batch_loss, project, project_
 from lirpa_lid.errors import (BackendError, CertificateError, DomainError, InputError, LirpaLidError, ModelError,
@@ -46,7 +46,7 @@ __all__ = [
     "project", "project_", "read_idx", "read_instances", "recheck", "run_problem", "save_onnx",
     "threshold_from_accuracy", "verify_update", "write_outcome", "write_vnnlib", "__version__",
     "Guarantee", "OutcomeStatus", "ExactOptions", "ExactResult", "ExactStatus", "exact_margin", "exact_margins",
-    "reduce_to_tail",
+    "reduce_to_tail", "SplitResult", "SplitStatus", "split_input_boxes",
 ]
 __all__ += [
     "AGEM", "Bias", "FreezingPolicy", "ContinualResult", "EWC", "FineTune", "IntervalCL", "LIDLearner", "LIDLearnerConfig", "LwF",

@@ -168,9 +168,14 @@ class _Budget:
     time_limit: float | None
 
     def allows(self, bounded: int, more: int, start: float) -> bool:
+        """Whether ``more`` sub-boxes may be bounded after ``bounded``, in a search begun at ``start``."""
         if bounded + more > self.max_boxes:
             return False
-        return self.time_limit is None or time.perf_counter() - start < self.time_limit
+        return time.perf_counter() < self.deadline(start)
+
+    def deadline(self, start: float) -> float:
+        """The ``perf_counter`` time after which nothing more is bounded."""
+        return math.inf if self.time_limit is None else start + self.time_limit
 
 
 # ------------------------------------------------------------------------------- the entry
@@ -257,13 +262,13 @@ def _split_one(prop: VnnlibProperty, bounder: _Bounder, searcher: _Searcher, bud
     bounded = rounds = 0
     status, cex = SplitStatus.UNKNOWN, None
     while pending and budget.allows(bounded, len(pending), start):
-        margins = bounder.certified_margins(prop, groups, pending)
-        bounded, rounds = bounded + len(pending), rounds + 1
+        margins = bounder.certified_margins(prop, groups, pending, budget.deadline(start))
+        bounded, rounds = bounded + int(np.isfinite(margins).sum()), rounds + 1
         scored = [SubBox(b.group, b.lower, b.upper, float(m)) for b, m in zip(pending, margins)]
         leaves += [b for b in scored if b.margin > 0]
         pending = [b for b in scored if not b.margin > 0]
-        if not pending:
-            break
+        if not pending or np.isnan(margins).any():
+            break  # all certified, or the time ran out within the round (unbounded boxes stay open)
         cex, grads = searcher.search(prop, groups, pending)
         if cex is not None:
             status = SplitStatus.FALSIFIED
@@ -303,10 +308,14 @@ class _Bounder:
         self.shape, self.batch_size = shape, batch_size
 
     def certified_margins(self, prop: VnnlibProperty, groups: Sequence[InputGroup],
-                          boxes: Sequence[SubBox]) -> np.ndarray:
-        """Per sub-box, min over its group's disjuncts of max over rows of the margin lower bounds ``[B]``."""
+                          boxes: Sequence[SubBox], deadline: float = math.inf) -> np.ndarray:
+        """Per sub-box, min over its group's disjuncts of max over rows of the margin lower bounds ``[B]``;
+        NaN for the sub-boxes of batches not started before ``deadline`` (``perf_counter`` time)."""
         out = []
         for start in range(0, len(boxes), self.batch_size):
+            if start and time.perf_counter() >= deadline:
+                out.append(np.full(len(boxes) - start, np.nan))
+                break
             part = boxes[start:start + self.batch_size]
             items = [VnnlibProperty(prop.n_inputs, prop.n_outputs, tuple(
                 Disjunct(b.lower, b.upper, prop.disjuncts[k].C, prop.disjuncts[k].d)
