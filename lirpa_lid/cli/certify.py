@@ -27,7 +27,9 @@ DESCRIPTION = ("Read a YAML specification file (alpha,beta-CROWN's model / data 
                "deterministically for VNN-LIB properties. Writes certificate.json + certificate.domain.pt, "
                "results.json/md and, for VNN-LIB and local robustness, model.onnx + vnnlib/ + instances.csv for "
                "alpha,beta-CROWN. With general.csv_name or --instances: one directory per instances.csv row and "
-               "summary.md/json. Exit 0: certified; 1: not certified (or below lid.required); 2: bad input.")
+               "summary.md/json. Local robustness writes one VNN-LIB file per certified held-out item: limit the "
+               "items with data.start/data.end (alpha,beta-CROWN's mnist default end is 10000). "
+               "Exit 0: certified; 1: not certified (or below lid.required); 2: bad input.")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,8 +81,22 @@ def _run_one(cfg, outdir: Path, args: argparse.Namespace) -> int:
         print_json({"outdir": str(outdir), **outcome.summary()})
     elif not args.quiet:
         print(f"{outcome.status}: {outcome.message}")
-        print(f"wrote {', '.join(str(p) for p in written)}")
+        print(written_summary(written, outdir))
     return exit_code(outcome.ok)
+
+
+def written_summary(written: list[Path], outdir: Path, most: int = 8) -> str:
+    """``wrote a, b, c`` for a few files; for many (a local-robustness run writes one VNN-LIB file per
+    certified item: thousands with α,β-CROWN's ``data.end: 10000``) the count per folder instead."""
+    if len(written) <= most:
+        return f"wrote {', '.join(str(p) for p in written)}"
+    folders: dict[str, int] = {}
+    for p in written:
+        rel = Path(p).relative_to(outdir) if Path(p).is_relative_to(outdir) else Path(p)
+        key = str(rel.parent) if rel.parent != Path(".") else "."
+        folders[key] = folders.get(key, 0) + 1
+    parts = [f"{n} in {k}/" if k != "." else f"{n} at the top" for k, n in sorted(folders.items())]
+    return f"wrote {len(written)} files under {outdir}/ ({', '.join(parts)}); limit the items with data.start/data.end"
 
 
 # ------------------------------------------------------------------------------- instances.csv
