@@ -6,7 +6,8 @@ import pytest
 import torch
 from helpers import INPUT_SHAPES, make_net, random_domain, weight_names
 
-from lirpa_lid import InputBox, Orthotope, bounded_network
+from lirpa_lid import InputBox, Orthotope, bounded_network, load_onnx
+from lirpa_lid.datasets import data_dir
 
 METHODS = ["IBP", "CROWN", "CROWN-IBP", "alpha-CROWN"]
 
@@ -134,3 +135,32 @@ def test_bounds_grow_with_the_box():
     for method in METHODS:
         bs, bb = net.compute_bounds(x, small, method=method), net.compute_bounds(x, big, method=method)
         assert (bb.lower <= bs.lower + 1e-12).all() and (bb.upper >= bs.upper - 1e-12).all()
+
+
+ACASXU = data_dir(must_exist=False) / "vnncomp2022" / "acasxu" / "onnx" / "ACASXU_run2a_2_7_batch_2000.onnx"
+
+
+@pytest.mark.skipif(not ACASXU.is_file(), reason="VNN-COMP 2022 ACAS Xu data not present")
+@pytest.mark.parametrize("method", ["CROWN", "alpha-CROWN"])
+def test_an_items_bounds_do_not_depend_on_its_batch(method):
+    """Bounded alone or with 59 other sub-boxes, a sub-box of ACAS Xu property 1 gets the same bounds. Before
+    the fix, neurons unstable for *another* item were tightened for all items, which changed the next layers'
+    IBP bounds and, through CROWN's adaptive slopes, final bounds in both directions (by up to 1.4 here),
+    so branch and bound gave different answers depending on how sub-boxes were batched."""
+    model = load_onnx(ACASXU).module.double().eval()
+    g = torch.Generator().manual_seed(0)
+    lo0 = torch.tensor([0.6, -0.5, -0.5, 0.45, -0.5], dtype=torch.float64)
+    hi0 = torch.tensor([0.68, 0.5, 0.5, 0.5, -0.45], dtype=torch.float64)
+    u = torch.rand(2, 60, 5, generator=g, dtype=torch.float64)
+    lower = lo0 + (hi0 - lo0) * u.amin(0)
+    upper = torch.minimum(lo0 + (hi0 - lo0) * u.amax(0), lower + 0.05 * (hi0 - lo0))
+    box = InputBox(lower.reshape(60, 1, 1, 5), upper.reshape(60, 1, 1, 5))
+    x = (box.lower + box.upper) / 2
+    C = torch.tensor([[-1.0, 0.0, 0.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    net = bounded_network(model)
+    with torch.no_grad():
+        together = net.compute_bounds(x, None, C=C, method=method, input_box=box)
+        alone = [net.compute_bounds(x[i:i + 1], None, C=C, method=method,
+                                    input_box=InputBox(box.lower[i:i + 1], box.upper[i:i + 1])) for i in range(60)]
+    assert torch.allclose(together.lower, torch.cat([b.lower for b in alone]), rtol=0, atol=1e-9)
+    assert torch.allclose(together.upper, torch.cat([b.upper for b in alone]), rtol=0, atol=1e-9)

@@ -191,10 +191,11 @@ class _Propagation:
         lo, hi = self.lo[node], self.hi[node]
         B, shape = lo.shape[0], lo.shape[1:]
         lo_f, hi_f = lo.flatten(1), hi.flatten(1)
-        if relu_next:
-            rows = ((lo_f < 0) & (hi_f > 0)).any(0).nonzero().flatten()
-        else:
-            rows = torch.arange(lo_f.shape[1], device=lo.device)
+        # before a ReLU only the neurons IBP finds unstable are tightened, item by item: a neuron unstable
+        # for another item of the batch is bounded for all (one pass) but its bounds change only where it is
+        # unstable, so an item's bounds never depend on what it is batched with
+        wanted = (lo_f < 0) & (hi_f > 0) if relu_next else torch.ones_like(lo_f, dtype=torch.bool)
+        rows = wanted.any(0).nonzero().flatten()
         if rows.numel() == 0:
             return lo, hi
         stop = self._stop(node)
@@ -215,8 +216,9 @@ class _Propagation:
                 A = eye[idx].reshape(1, len(idx), *shape).expand(B, -1, *shape)
                 res = self.backward(torch.cat([A, -A], dim=1), node, None)
                 lower, upper = res[:, :len(idx)], -res[:, len(idx):]
-            new_lo[:, idx] = torch.maximum(lo_f[:, idx], lower)
-            new_hi[:, idx] = torch.minimum(hi_f[:, idx], upper)
+            keep = wanted[:, idx]
+            new_lo[:, idx] = torch.where(keep, torch.maximum(lo_f[:, idx], lower), lo_f[:, idx])
+            new_hi[:, idx] = torch.where(keep, torch.minimum(hi_f[:, idx], upper), hi_f[:, idx])
         return new_lo.reshape(lo.shape), new_hi.reshape(hi.shape)
 
     def _stop(self, node: int) -> int:
