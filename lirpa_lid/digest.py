@@ -66,6 +66,53 @@ def digest_frozen(model: nn.Module, boxed: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def frozen_parts(model: nn.Module, boxed: Sequence[str]) -> dict[str, dict]:
+    """Per tensor, what :func:`digest_frozen` covers as a whole, so that a mismatch can be named: for
+    ``"architecture"`` (module structure, boxed names and shapes) a SHA-256; for every parameter outside
+    the domain and every floating-point buffer (``"buffer:<name>"``) its SHA-256, shape and float64 L2 norm
+    (the norm of the difference of two tensors is at least the difference of their norms)."""
+    boxed = set(boxed)
+    params = dict(model.named_parameters())
+    arch = _sha()
+    arch.update(f"architecture|{type(model).__name__}|{model!r}|".encode())
+    for name in sorted(params):
+        if name in boxed:
+            arch.update(f"boxed|{name}|{tuple(params[name].shape)}|".encode())
+    parts: dict[str, dict] = {"architecture": {"sha256": arch.hexdigest()}}
+    tensors = [(n, params[n]) for n in sorted(params) if n not in boxed]
+    tensors += [("buffer:" + n, b) for n, b in sorted(model.named_buffers()) if b.is_floating_point()]
+    for name, t in tensors:
+        h = _sha()
+        _feed(h, name, t, torch.float64)
+        parts[name] = {"sha256": h.hexdigest(), "shape": list(t.shape),
+                       "norm": float(t.detach().to("cpu", torch.float64).norm())}
+    return parts
+
+
+def frozen_differences(recorded: Mapping[str, Mapping], model: nn.Module, boxed: Sequence[str]) -> list[str]:
+    """What differs between ``recorded`` (:func:`frozen_parts` of the certified model) and ``model``: one
+    line per changed, missing or new tensor, with the lower bound ``|‖new‖ − ‖old‖|`` on its change."""
+    now = frozen_parts(model, boxed)
+    out = []
+    if now["architecture"]["sha256"] != recorded.get("architecture", {}).get("sha256"):
+        out.append("the architecture (module structure, or the names/shapes of the domain's parameters)")
+    for name in sorted(set(now) | set(recorded) - {"architecture"}):
+        if name == "architecture":
+            continue
+        old, new = recorded.get(name), now.get(name)
+        if old is None:
+            out.append(f"{name} (not in the certified model)")
+        elif new is None:
+            out.append(f"{name} (missing)")
+        elif old.get("sha256") != new["sha256"]:
+            if list(old.get("shape", [])) != new["shape"]:
+                out.append(f"{name} (shape {tuple(old.get('shape', []))} -> {tuple(new['shape'])})")
+            else:
+                out.append(f"{name} (changed; L2 norm {old.get('norm', float('nan')):.6g} -> {new['norm']:.6g}, "
+                           f"so the change has L2 norm >= {abs(new['norm'] - old.get('norm', new['norm'])):.3g})")
+    return out
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (read in 1 MiB chunks)."""
     h = _sha()

@@ -27,7 +27,7 @@ from lirpa_lid.certificate.statistics import (
     clopper_pearson_lower,
     statement_text,
 )
-from lirpa_lid.digest import digest_frozen, digest_weights
+from lirpa_lid.digest import digest_frozen, digest_weights, frozen_parts
 from lirpa_lid.domains.base import WeightDomain, as_domain
 from lirpa_lid.errors import InputError, SpecificationError
 from lirpa_lid.specification.base import Specification, as_spec_list
@@ -69,7 +69,7 @@ def certify(model: nn.Module, domain: WeightDomain | object, spec_on_heldout: Sp
                        balanced=bool(getattr(spec, "balanced", False)),
                        statement=statement_text(spec, count.k, count.n, count.class_counts, bound, delta, method),
                        class_counts=count.class_counts, held_out=held_out, label=label, guarantee=guarantee,
-                       model=model_record)
+                       model=model_record, frozen_parts=frozen_parts(model, domain.names))
 
 
 def certify_all(model: nn.Module, candidates: Sequence, spec_on_heldout: Specification,

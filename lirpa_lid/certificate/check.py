@@ -18,7 +18,7 @@ from lirpa_lid.bounds.core import BoundBackend
 from lirpa_lid.certificate.counting import DataLike, as_data, count_certified, data_digest
 from lirpa_lid.certificate.record import Certificate, Verdict
 from lirpa_lid.certificate.statistics import Guarantee, certified_bound
-from lirpa_lid.digest import digest_frozen, digest_weights, file_sha256
+from lirpa_lid.digest import digest_frozen, digest_weights, file_sha256, frozen_differences
 from lirpa_lid.errors import CertificateError, InputError
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from lirpa_lid.specification.base import Specification, SpecificationKind
@@ -45,7 +45,7 @@ def verify_update(model: nn.Module, certificate: Certificate | str | os.PathLike
         reasons.append("the model's weights are not in the certified domain: " + "; ".join(outside))
     if digest_frozen(model, certificate.domain.names) != certificate.frozen_digest:
         reasons.append("parameters outside the domain (or buffers, or the architecture) differ from the "
-                       "certified model")
+                       "certified model" + _named_differences(certificate, model))
     if data is not None and data_digest(data) != certificate.data_digest:
         reasons.append("the data given is not the data the certificate was computed on (digest mismatch)")
     return Verdict(not reasons, reasons)
@@ -76,7 +76,8 @@ def recheck(certificate: Certificate | str | os.PathLike, model: nn.Module, data
     if spec.digest() != certificate.data_digest:
         reasons.append("the data given is not the data the certificate was computed on (digest mismatch)")
     if digest_frozen(model, certificate.domain.names) != certificate.frozen_digest:
-        reasons.append("parameters outside the domain differ from the certified model; the bounds would differ")
+        reasons.append("parameters outside the domain differ from the certified model; the bounds would differ"
+                       + _named_differences(certificate, model))
     count = count_certified(model, certificate.domain, spec, certificate.method, backend)
     bound = certified_bound(count.k, count.n, count.class_counts, certificate.delta, certificate.guarantee)
     reasons += _recount_problems(certificate, count.k, count.n, count.class_counts, bound)
@@ -193,3 +194,11 @@ def _recorded_accuracy(certificate: Certificate, x, y) -> CertifiedAccuracy:
     return CertifiedAccuracy(x, y, int(s["num_classes"]), float(s.get("threshold", 0.0)),
                              balanced=certificate.balanced, name=str(s.get("name", "recheck")),
                              classes=s.get("classes"), **extra)
+
+
+def _named_differences(certificate: Certificate, model: nn.Module) -> str:
+    """``": <tensor> (changed; ...); ..."`` when the certificate records its frozen tensors, else ``""``."""
+    if not certificate.frozen_parts:
+        return ""
+    found = frozen_differences(certificate.frozen_parts, model, certificate.domain.names)
+    return (": " + "; ".join(found)) if found else ""

@@ -86,6 +86,9 @@ class Certificate:
     path: Path | None = None
     guarantee: Guarantee = Guarantee.FINITE_SAMPLE
     model: dict | None = None
+    #: per frozen tensor: SHA-256, shape, norm (:func:`lirpa_lid.digest.frozen_parts`), to name what changed;
+    #: None in certificates written before it was recorded
+    frozen_parts: dict | None = None
 
     def __post_init__(self) -> None:
         self.guarantee = Guarantee.parse(self.guarantee)
@@ -145,7 +148,8 @@ class Certificate:
                 {str(c): list(v) for c, v in sorted(self.class_counts.items())},
                 "versions": self.versions, "created": self.created, "held_out": self.held_out,
                 "label": self.label, "mean_width": self._mean_width(),
-                "parameters": self.domain.names, "guarantee": self.guarantee.value, "model": self.model}
+                "parameters": self.domain.names, "guarantee": self.guarantee.value, "model": self.model,
+                **({} if self.frozen_parts is None else {"frozen_parts": self.frozen_parts})}
 
     @staticmethod
     def _self_digest(record: Mapping) -> str:
@@ -191,6 +195,7 @@ class Certificate:
         domain = _load_domain_file(path, record)
         guarantee = _recorded_guarantee(path, record)
         model = _recorded_model(path, record)
+        frozen = _recorded_frozen_parts(path, record)
         class_counts = _recorded_class_counts(path, record)
         return cls(domain=domain, spec=record["spec"], reference_digest=record["reference_digest"],
                    frozen_digest=record["frozen_digest"], data_digest=record["data_digest"],
@@ -199,7 +204,7 @@ class Certificate:
                    statement=record["statement"], class_counts=class_counts, versions=record["versions"],
                    created=record["created"], held_out=record.get("held_out", "not checked"),
                    label=record.get("label", ""), domain_sha256=record["domain_sha256"], path=path,
-                   guarantee=guarantee, model=model)
+                   guarantee=guarantee, model=model, frozen_parts=frozen)
 
 @dataclass
 class Verdict:
@@ -316,6 +321,14 @@ def _recorded_model(path: Path, record: Mapping) -> dict | None:
     if record.get("model") is not None and not isinstance(record["model"], dict):
         raise CertificateError(f"{path}: field 'model' has the wrong type")
     return record.get("model")
+
+
+def _recorded_frozen_parts(path: Path, record: Mapping) -> dict | None:
+    """The optional per-tensor record of what the domain does not cover (absent in older certificates)."""
+    parts = record.get("frozen_parts")
+    if parts is not None and not (isinstance(parts, dict) and all(isinstance(v, dict) for v in parts.values())):
+        raise CertificateError(f"{path}: field 'frozen_parts' has the wrong type")
+    return parts
 
 
 def _recorded_class_counts(path: Path, record: Mapping) -> dict[int, tuple[int, int]] | None:

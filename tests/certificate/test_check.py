@@ -2,6 +2,7 @@
 and VNN-LIB certificates are rechecked from their records."""
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 
@@ -176,3 +177,21 @@ def test_negative_zero_digests_like_zero():
     a = {"w": torch.tensor([0.0, 1.0])}
     b = {"w": torch.tensor([-0.0, 1.0])}
     assert digest_weights(a) == digest_weights(b)
+
+
+def test_a_changed_tensor_outside_the_domain_is_named_with_its_change(setup, tmp_path):
+    """verify_update and recheck name the frozen tensor that changed and bound its change (issue 26, 7)."""
+    model, cand, held_out = setup
+    names = [n for n, _ in model.named_parameters()]
+    partial = Orthotope.around(model, [names[0]], lower=0.0, upper=0.0)  # every other tensor is frozen
+    path = certify(model, partial, held_out, "IBP").save(tmp_path / "cert.json")
+    changed = copy.deepcopy(model)
+    frozen = names[-1]
+    with torch.no_grad():
+        changed.get_parameter(frozen).mul_(1.5)
+    verdict = verify_update(changed, path, held_out)
+    reason = next(r for r in verdict.reasons if "differ from the certified model" in r)
+    assert f"{frozen} (changed; L2 norm" in reason and "so the change has L2 norm >=" in reason
+    assert not any(n in reason for n in names[1:-1])
+    assert any(frozen in r for r in recheck(path, changed, held_out).reasons)
+    assert verify_update(model, path, held_out)  # unchanged: passes, nothing named
