@@ -11,7 +11,8 @@ reuse α,β-CROWN's keys where the meaning is the same, ``lid`` is lirpa_lid's o
                     robustness_type (verified-acc), balanced
     lid:            threshold | increment + limit, required, method, certify_method, grow, backend,
                     iterations, primal_lr, dual_lr, batch_size, snapshot_every, objective, max_width,
-                    temperature, free, domain (orthotope), delta, held_out, time_limit, seed
+                    temperature, free, domain (orthotope), delta, held_out, time_limit, seed,
+                    refine (none | split | bab), split (max_boxes, time_limit, branching, share)
 
 Rules. Unknown keys are errors naming the section and key, with a suggestion for near misses.
 α,β-CROWN keys that do not change what is certified (``general.conv_mode``, ``model.cache_onnx_conversion``,
@@ -120,6 +121,25 @@ class SpecificationSection:
     balanced: bool = False
 
 
+#: the values of ``lid.refine``: ``bab`` is α,β-CROWN's word for the same input splitting
+REFINE_CHOICES = ("none", "split", "bab")
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    """``lid.split``: the budget of input splitting (branch and bound on the input box of each VNN-LIB
+    property, :func:`lirpa_lid.certificate.refine.split_input_boxes`) for a problem that the bound method
+    cannot certify at θ₀. ``max_boxes``: sub-boxes bounded per property; ``time_limit``: seconds for all
+    properties of the problem; ``share``: the fraction of an instances.csv row's timeout that splitting may
+    take (the LID growth gets what is left); ``branching``: ``gradient`` or ``widest``."""
+
+    max_boxes: int = 200_000
+    time_limit: float = 60.0
+    branching: str = "gradient"
+    share: float = 0.5
+    attack_steps: int = 5
+
+
 @dataclass(frozen=True)
 class LidSection:
     """``lid``: lirpa_lid's own section — the threshold rule, what the certificate must reach, the bound
@@ -148,6 +168,13 @@ class LidSection:
     held_out: float | None = None
     time_limit: float | None = None
     seed: int | None = None
+    refine: str | None = None
+    split: SplitSettings = SplitSettings()
+
+    @property
+    def refine_kind(self) -> str:
+        """``none`` or ``split`` (``bab`` means split; unset: split — only VNN-LIB problems are refined)."""
+        return "none" if self.refine == "none" else "split"
 
 
 @dataclass(frozen=True)
@@ -394,7 +421,32 @@ def _lid(key: str, v, where: str):
         return value
     if key == "seed":
         return _number(v, where, integer=True, low=0)
+    if key == "refine":
+        return _string(v, where, REFINE_CHOICES)
+    if key == "split":
+        return _split_settings(v, where)
     raise AssertionError(key)
+
+
+def _split_settings(raw, where: str) -> SplitSettings:
+    """``lid.split``: a mapping of :class:`SplitSettings` keys, each validated."""
+    known = [f.name for f in fields(SplitSettings)]
+    if not isinstance(raw, dict):
+        raise SpecificationError(f"{where} must be a mapping with keys {known}, got {raw!r}")
+    values = {}
+    for key, v in raw.items():
+        at = f"{where}.{key}"
+        if key not in known:
+            raise SpecificationError(f"unknown key {key!r} in {where}{_suggest(str(key), known)}; known keys: {known}")
+        if key in ("max_boxes", "attack_steps"):
+            values[key] = _number(v, at, integer=True, low=1 if key == "max_boxes" else 0)
+        elif key == "time_limit":
+            values[key] = float(_number(v, at, low=0.0, low_open=True))
+        elif key == "share":
+            values[key] = float(_number(v, at, low=0.0, high=1.0, low_open=True))
+        else:
+            values[key] = _string(v, at, ("gradient", "widest"))
+    return SplitSettings(**values)
 
 
 _VALIDATE = {"general": _general, "model": _model, "data": _data, "specification": _specification, "lid": _lid}
@@ -450,6 +502,9 @@ def _check_vnnlib(cfg: RunConfig) -> None:
 def _check_items(cfg: RunConfig) -> None:
     """Item specifications (lp, certified-accuracy) need data, an ε for lp only, and one threshold rule."""
     s, lid = cfg.specification, cfg.lid
+    if lid.refine in ("split", "bab") or lid.split != SplitSettings():
+        raise SpecificationError(f"lid.refine: {lid.refine or 'split'} (input splitting) applies to vnnlib "
+                                 f"specifications only, not {s.type}; remove lid.refine / lid.split")
     if cfg.data.dataset is None:
         raise SpecificationError(f"specification.type {s.type} needs data.dataset")
     if s.type == "lp" and s.epsilon is None:

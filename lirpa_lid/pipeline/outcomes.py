@@ -14,9 +14,15 @@ robustness, deterministically for VNN-LIB properties), and :func:`write_outcome`
 Every file is written atomically (temporary name, then rename); nothing is written before the
 computation has finished, so a run that fails on bad input leaves no output behind.
 
+A VNN-LIB problem the bound method cannot certify at θ₀ is split first (``lid.refine``, default
+``split``; see :mod:`lirpa_lid.pipeline.refinement`): verified → the LID is grown and certified on the split
+specification; a confirmed counterexample → ``falsified`` (the input ``x`` and output ``y`` in
+``results.json``); undecided → ``not-certified-at-theta0``. ``results.json``'s ``decided_by`` says how θ₀
+was decided (``{"how": "bounds"}``, or the split: verdict, leaves, sub-boxes bounded, per property).
+
 Timings (``Outcome.seconds``): ``theta0`` (the bound at the model's own weights, computed when the
-problem was built), ``lid`` (growing the domain), ``certify`` (the final certificate) and ``total``, their
-sum. A problem that fails at θ₀ has only ``theta0`` and ``total``.
+problem was built), ``split`` (input splitting, when it ran), ``lid`` (growing the domain), ``certify``
+(the final certificate) and ``total``, their sum. A problem that fails at θ₀ has no ``lid``/``certify``.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from lirpa_lid.files import write_text_atomic
 from lirpa_lid.lid import LIDResult, compute_lid
 from lirpa_lid.margin import compute_margins
 from lirpa_lid.pipeline.problems import Problem
+from lirpa_lid.pipeline.refinement import Refinement, lid_time_left, refine_at_theta0
 from lirpa_lid.specification.vnnlib.parse import Disjunct, VnnlibProperty, write_vnnlib
 from lirpa_lid.specification.vnnlib.spec import property_name
 
@@ -49,7 +56,10 @@ class OutcomeStatus(enum.StrEnum):
     BELOW_REQUIRED = "below-required"
     """A certificate exists, but its bound is below ``required`` (still written: valid, just weaker)."""
     NOT_CERTIFIED_AT_THETA0 = "not-certified-at-theta0"
-    """The bound method cannot certify the specification even for the model's own weights: no domain."""
+    """The bound method cannot certify the specification even for the model's own weights (and input
+    splitting, if it ran, left it undecided): no domain."""
+    FALSIFIED = "falsified"
+    """Input splitting found a counterexample at the model's own weights (exit code 1): no domain."""
 
 
 #: every status, in the order the summaries count them
@@ -68,6 +78,7 @@ class Outcome:
     result: LIDResult | None = None
     certificate: Certificate | None = None
     seconds: dict = field(default_factory=dict)
+    refinement: Refinement | None = None
 
     @property
     def ok(self) -> bool:
@@ -82,6 +93,10 @@ class Outcome:
             out.update({"kind": p.spec.kind, "method": p.method, "certify_method": p.lid.final_method.value,
                         "grow": p.lid.grow, "required": p.required,
                         "threshold": p.spec.threshold, "base_value": p.base_value, "model": p.model_record})
+        if p is not None and p.spec.kind == "vnnlib":
+            out["decided_by"] = self.refinement.describe() if self.refinement else {"how": "bounds"}
+            if self.refinement is not None and self.refinement.counterexamples():
+                out["counterexample"] = self.refinement.counterexamples()[0]
         if c is not None:
             out.update({"k": c.k, "n": c.n, "bound": c.bound, "delta": c.delta, "guarantee": c.guarantee,
                         "mean_width": float(c.domain.mean_width()), "statement": c.statement,
@@ -94,18 +109,27 @@ class Outcome:
 
 # ------------------------------------------------------------------------------- running
 def run_problem(problem: Problem) -> Outcome:
-    """Grow the LID and certify its largest candidate (nothing to grow if θ₀ itself is not certified)."""
+    """Grow the LID and certify its largest candidate (nothing to grow if θ₀ itself is not certified, even
+    after input splitting of a VNN-LIB problem)."""
+    refinement = None
+    spec, config = problem.spec, problem.lid
     if problem.base_value < problem.spec.threshold:
-        return _not_certified_at_theta0(problem)
+        refinement = refine_at_theta0(problem)
+        if refinement is None or refinement.verdict != "verified":
+            return _not_certified_at_theta0(problem, refinement)
+        spec, config = refinement.spec, lid_time_left(problem.lid, problem.timeout, refinement.seconds)
     t0 = time.perf_counter()
-    result = compute_lid(problem.model, problem.spec, problem.lid, backend=problem.backend, params=problem.params,
+    result = compute_lid(problem.model, spec, config, backend=problem.backend, params=problem.params,
                          label=problem.name)
     t1 = time.perf_counter()
-    cert = _certify_largest(problem, result)
+    cert = _certify_largest(problem, result, spec)
     t2 = time.perf_counter()
-    seconds = _seconds(problem, lid=t1 - t0, certify=t2 - t1)
+    split = {} if refinement is None else {"split": refinement.seconds}
+    seconds = _seconds(problem, **split, lid=t1 - t0, certify=t2 - t1)
     status, message = _judge(problem, cert)
-    return Outcome(problem.name, status, message, problem, result, cert, seconds)
+    if refinement is not None:
+        message = f"{_split_note(refinement)}; {message}"
+    return Outcome(problem.name, status, message, problem, result, cert, seconds, refinement)
 
 
 def _seconds(problem: Problem, **stages: float) -> dict:
@@ -115,23 +139,44 @@ def _seconds(problem: Problem, **stages: float) -> dict:
     return seconds
 
 
-def _not_certified_at_theta0(problem: Problem) -> Outcome:
+def _split_note(refinement: Refinement) -> str:
+    """One clause on the split: how many sub-boxes, in how long."""
+    return (f"input splitting {refinement.verdict} the propert{'y' if len(refinement.split.splits) == 1 else 'ies'} "
+            f"at the model's own weights ({refinement.leaves} certified sub-boxes, {refinement.bounded} bounded, "
+            f"{refinement.seconds:.1f} s)")
+
+
+def _not_certified_at_theta0(problem: Problem, refinement: Refinement | None = None) -> Outcome:
     what = "property" if problem.spec.kind == "vnnlib" else "specification"
+    seconds = _seconds(problem) if refinement is None else _seconds(problem, split=refinement.seconds)
+    if refinement is not None and refinement.verdict == "falsified":
+        cex = refinement.counterexamples()[0]
+        message = (f"{_split_note(refinement)}: counterexample for property {cex['property']} at input "
+                   f"x = {np.array2string(np.asarray(cex['x']), precision=6)} with output "
+                   f"y = {np.array2string(np.asarray(cex['y']), precision=6)}; no weight domain exists")
+        return Outcome(problem.name, OutcomeStatus.FALSIFIED, message, problem, seconds=seconds,
+                       refinement=refinement)
     message = (f"{problem.method} cannot certify the {what} even for the model's own weights (certified value "
                f"{problem.base_value:.4f} < threshold {problem.spec.threshold:.4f}); no weight domain exists for "
-               "this bound method (branch and bound, e.g. alpha,beta-CROWN, may still verify it)")
-    return Outcome(problem.name, OutcomeStatus.NOT_CERTIFIED_AT_THETA0, message, problem,
-                   seconds=_seconds(problem))
+               "this bound method")
+    if refinement is None:
+        message += " (branch and bound, e.g. alpha,beta-CROWN, may still verify it)"
+    else:
+        message += (f"; undecided after {refinement.bounded} sub-boxes of input splitting "
+                    f"({refinement.seconds:.1f} s; raise lid.split.time_limit / max_boxes, or try alpha,beta-CROWN)")
+    return Outcome(problem.name, OutcomeStatus.NOT_CERTIFIED_AT_THETA0, message, problem, seconds=seconds,
+                   refinement=refinement)
 
 
-def _certify_largest(problem: Problem, result: LIDResult) -> Certificate:
-    """The certificate of the largest candidate: on the held-out items, or deterministic (VNN-LIB)."""
+def _certify_largest(problem: Problem, result: LIDResult, spec=None) -> Certificate:
+    """The certificate of the largest candidate: on the held-out items, or deterministic (VNN-LIB) on
+    ``spec`` (default the problem's; the split specification after input splitting)."""
     best = result.largest()
     if problem.held_out is not None:
         return certify(problem.model, best, problem.held_out, best.method, problem.delta, backend=problem.backend,
                        exclude=problem.spec, model_record=problem.model_record)
-    return certify(problem.model, best, problem.spec, best.method, backend=problem.backend,
-                   model_record=problem.model_record)
+    return certify(problem.model, best, spec if spec is not None else problem.spec, best.method,
+                   backend=problem.backend, model_record=problem.model_record)
 
 
 def _judge(problem: Problem, cert: Certificate) -> tuple[OutcomeStatus, str]:

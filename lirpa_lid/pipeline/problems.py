@@ -34,7 +34,7 @@ from lirpa_lid.errors import InputError, ModelError, SpecificationError
 from lirpa_lid.lid import LIDConfig
 from lirpa_lid.margin import compute_margins
 from lirpa_lid.models.zoo import KNOWN_MODELS
-from lirpa_lid.pipeline.config import RunConfig
+from lirpa_lid.pipeline.config import RunConfig, SplitSettings
 from lirpa_lid.pipeline.customized import call_data, call_model, is_customized, parse_call, parse_customized
 from lirpa_lid.specification.accuracy import CertifiedAccuracy
 from lirpa_lid.specification.base import Specification, threshold_from_accuracy
@@ -63,6 +63,8 @@ class Problem:
 
     ``base_value`` is the certified value at the model's own weights (width 0), computed while building;
     ``theta0_seconds`` the time that bound took (part of the run's total time, even when it ends there).
+    ``refine``: the input-splitting budget for a VNN-LIB problem not certified at θ₀ (``None``: no
+    refinement, ``lid.refine: none``); ``timeout``: an instances.csv row's timeout (``None``: none).
     """
 
     name: str
@@ -80,6 +82,8 @@ class Problem:
     model_record: dict
     notes: list[str] = field(default_factory=list)
     theta0_seconds: float = 0.0
+    refine: SplitSettings | None = None
+    timeout: float | None = None
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -395,7 +399,8 @@ def _vnnlib_problem(cfg: RunConfig, loaded: LoadedModel, paths: list[Path], time
     return Problem(name=spec.name, model=loaded.module, input_shape=loaded.input_shape, spec=spec, held_out=None,
                    lid=_lid_config(cfg, "vnnlib", timeout, progress), params=params, backend=cfg.lid.backend,
                    method=cfg.lid.method, required=required, delta=0.0, base_value=value,
-                   model_record=loaded.record, theta0_seconds=seconds)
+                   model_record=loaded.record, theta0_seconds=seconds,
+                   refine=None if cfg.lid.refine_kind == "none" else cfg.lid.split, timeout=timeout)
 
 
 def _item_spec(cfg: RunConfig, loaded: LoadedModel, data_dir) -> tuple[CertifiedAccuracy, dict]:

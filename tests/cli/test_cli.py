@@ -153,10 +153,11 @@ def test_local_robustness_writes_vnnlib_for_certified_items(tmp_path):
 
 
 def test_vnnlib_not_certified_at_theta0_exits_1(tmp_path, capsys):
+    """Without input splitting (lid.refine: none) CROWN alone cannot certify N2,5 property 3."""
     bench = _acas()
     f = tmp_path / "c.yaml"
     f.write_text(f"model:\n  onnx_path: {bench}/onnx/ACASXU_run2a_2_5_batch_2000.onnx\nspecification:\n"
-                 f"  vnnlib_path: {bench}/vnnlib/prop_3.vnnlib\n")
+                 f"  vnnlib_path: {bench}/vnnlib/prop_3.vnnlib\nlid:\n  refine: none\n")
     out = tmp_path / "out"
     assert main(["certify", str(f), "-o", str(out)]) == 1
     assert "cannot certify the property even for the model's own weights" in capsys.readouterr().out
@@ -226,14 +227,17 @@ def test_instances_csv_batch_run(tmp_path, capsys):
                         f"{bench}/onnx/ACASXU_run2a_2_5_batch_2000.onnx,{bench}/vnnlib/prop_3.vnnlib,116\n")
     out = tmp_path / "out"
     capsys.readouterr()
-    assert main(["certify", str(_lid_only(tmp_path)), "--instances", str(csv_file), "-o", str(out), "--json"]) == 1
+    assert main(["certify", str(_lid_only(tmp_path)), "--instances", str(csv_file), "-o", str(out), "--json"]) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)
-    assert [r["status"] for r in report["instances"]] == ["certified", "not-certified-at-theta0"]
+    # N2,5 is not certified by CROWN at its own weights: input splitting (the default lid.refine) certifies it
+    assert [r["status"] for r in report["instances"]] == ["certified", "certified"]
+    assert [r["decided_by"]["how"] for r in report["instances"]] == ["bounds", "split"]
+    assert report["instances"][1]["decided_by"]["leaves"] >= 2
     assert captured.err == ""   # with --json nothing but the JSON is printed (no note on the ignored bab)
     assert (out / "summary.md").read_text().count("| ACASXU_run2a_2_") == 2
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["counts"] == {"certified": 1, "below-required": 0, "not-certified-at-theta0": 1}
+    assert summary["counts"] == {"certified": 2, "below-required": 0, "not-certified-at-theta0": 0, "falsified": 0}
     first = out / "ACASXU_run2a_2_4_batch_2000-prop_3"
     assert Certificate.load(first / "certificate.json").k == 1 and (first / "model.onnx").is_file()
 
@@ -279,9 +283,9 @@ def test_batch_spec_rows_selected_like_abcrown(tmp_path):
         "end: 108", "end: 105").replace("iterations: 40", "iterations: 5")
     f = _spec_file(tmp_path, text, "batch.yaml")
     out = tmp_path / "out"
-    assert main(["certify", str(f), "-o", str(out), "--quiet", "--data-dir", str(ACAS.parents[1])]) == 1
+    assert main(["certify", str(f), "-o", str(out), "--quiet", "--data-dir", str(ACAS.parents[1])]) == 0
     statuses = {r["name"]: r["status"] for r in json.loads((out / "summary.json").read_text())["instances"]}
-    assert statuses == {"ACASXU_run2a_2_5_batch_2000-prop_3": "not-certified-at-theta0",
+    assert statuses == {"ACASXU_run2a_2_5_batch_2000-prop_3": "certified",   # by input splitting
                         "ACASXU_run2a_2_6_batch_2000-prop_3": "certified"}
 
 
@@ -427,8 +431,8 @@ def test_shipped_specs_load_and_validate(name):
 def test_shipped_specs_run_end_to_end(tmp_path, name):
     out = tmp_path / "out"
     code = main(["certify", str(SPECS / f"{name}.yaml"), "-o", str(out), "--quiet"])
-    if name == "acasxu_batch":   # N2,5 is not certifiable by CROWN at its own weights
-        assert code == 1 and json.loads((out / "summary.json").read_text())["counts"]["certified"] == 5
+    if name == "acasxu_batch":   # N2,5 is not certifiable by CROWN at its own weights: input splitting does it
+        assert code == 0 and json.loads((out / "summary.json").read_text())["counts"]["certified"] == 6
     else:
         assert code == 0 and Certificate.load(out / "certificate.json").bound > 0
 

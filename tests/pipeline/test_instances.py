@@ -28,9 +28,9 @@ def test_a_gzip_property_is_named_like_the_plain_file(tmp_path):
 
 
 def test_outcome_statuses_are_the_strings_of_the_files():
-    assert list(STATUSES) == ["certified", "below-required", "not-certified-at-theta0"]
+    assert list(STATUSES) == ["certified", "below-required", "not-certified-at-theta0", "falsified"]
     assert json.dumps({s: 1 for s in STATUSES}) == \
-        '{"certified": 1, "below-required": 1, "not-certified-at-theta0": 1}'
+        '{"certified": 1, "below-required": 1, "not-certified-at-theta0": 1, "falsified": 1}'
 
 
 def test_unique_names_suffix_only_the_rows_that_collide():
