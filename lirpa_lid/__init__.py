@@ -10,6 +10,7 @@ from lirpa_lid.bounds.native import NativeBoundedNetwork
 from lirpa_lid.certificate import (Certificate, SplitResult, SplitStatus, Verdict, certify, certify_all,
                                    clopper_pearson_lower, recheck, split_input_boxes, verify_update)
 from lirpa_lid.datasets import blobs_tasks, load_mnist, read_idx
+from lirpa_lid.editing import EditProperty, EditResult, EditStatus, edit
 from lirpa_lid.domains import Orthotope, ProjectedOptimizer, Projection, batch_loss, project, project_
 from lirpa_lid.errors import (BackendError, CertificateError, DomainError, InputError, LirpaLidError, ModelError,
                               SpecificationError)
@@ -46,7 +47,8 @@ __all__ = [
     "project", "project_", "read_idx", "read_instances", "recheck", "run_problem", "save_onnx",
     "threshold_from_accuracy", "verify_update", "write_outcome", "write_vnnlib", "__version__",
     "Guarantee", "OutcomeStatus", "ExactOptions", "ExactResult", "ExactStatus", "exact_margin", "exact_margins",
-    "reduce_to_tail", "SplitResult", "SplitStatus", "split_input_boxes",
+    "reduce_to_tail", "SplitResult", "SplitStatus", "split_input_boxes", "EditProperty", "EditResult", "EditStatus",
+    "edit",
 ]
 __all__ += [
     "AGEM", "Bias", "FreezingPolicy", "ContinualResult", "EWC", "FineTune", "IntervalCL", "LIDLearner", "LIDLearnerConfig", "LwF",
