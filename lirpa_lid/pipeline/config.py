@@ -68,6 +68,9 @@ _ABCROWN_UNSUPPORTED = {
     "data": {"select_instance", "pkl_path", "data_filter_path", "data_idx_file"},
     "specification": {"epsilon_min", "vnnlib_path_prefix", "shrink_eps", "rhs_offset"},
 }
+# values of those keys that change nothing: α,β-CROWN's defaults as its resolved configuration prints them
+# (and the empty forms YAML writes for them); accepted silently, any other value stays an error
+_ABCROWN_NO_OP_VALUES = (None, "", [], False, 0, 0.0, "none", "default_onnx_and_vnnlib_loader")
 
 
 # ------------------------------------------------------------------------------- sections
@@ -286,6 +289,11 @@ def _numbers(value, where: str) -> float | tuple[float, ...]:
     return float(_number(value, where))
 
 
+def _is_no_op(value) -> bool:
+    """Whether an unsupported α,β-CROWN key holds a value that changes nothing (its default)."""
+    return any(type(value) is type(v) and value == v for v in _ABCROWN_NO_OP_VALUES) or value is None
+
+
 def _section(name: str, raw: dict, ignored: list[str]) -> object:
     cls = SECTIONS[name]
     known = {f.name for f in fields(cls)}
@@ -300,12 +308,18 @@ def _section(name: str, raw: dict, ignored: list[str]) -> object:
         if key in known:
             if value is None or (key == "root_path" and value == ""):  # YAML null / alpha,beta-CROWN's '': default
                 continue
+            if name == "general" and key == "device" and str(value).startswith("cuda"):
+                ignored.append(f"general.device={value} (the pipeline runs on the CPU; the certificate is the same)")
+                continue
             values[key] = _VALIDATE[name](key, value, _where(name, key))
         elif key in _ABCROWN_IGNORED.get(name, ()):
             ignored.append(_where(name, key))
         elif key in _ABCROWN_UNSUPPORTED.get(name, ()):
+            if _is_no_op(value):
+                continue
             raise SpecificationError(f"{_where(name, key)} is an alpha,beta-CROWN option that lirpa_lid does not "
-                                     "support (it changes the model, the data or the property); remove it")
+                                     f"support with value {value!r} (it changes the model, the data or the property); "
+                                     "remove it or give its default")
         else:
             raise SpecificationError(f"unknown key {key!r} in section {name!r}{_suggest(key, known)}; "
                                      f"known keys: {sorted(known)}")
@@ -556,10 +570,11 @@ def _imply_specification_type(sections: dict, raw: dict) -> bool:
     ``vnnlib_path`` (as in α,β-CROWN it overrides lp), a batch run (``general.csv_name``) or a
     settings-only file. Returns whether the file holds settings only (no model, data or specification)."""
     spec_raw = raw.get("specification") or {}
-    if isinstance(spec_raw, dict) and "type" not in spec_raw and "vnnlib_path" in spec_raw:
+    if isinstance(spec_raw, dict) and "type" not in spec_raw and spec_raw.get("vnnlib_path") is not None:
         sections["specification"] = SpecificationSection(**{**sections["specification"].__dict__, "type": "vnnlib"})
     general = sections.get("general", GeneralSection())
-    if general.csv_name is not None and not (isinstance(spec_raw, dict) and "type" in spec_raw):
+    # a batch run's rows are (onnx, vnnlib) pairs: α,β-CROWN runs the csv whatever specification.type says
+    if general.csv_name is not None and not (isinstance(spec_raw, dict) and spec_raw.get("type") not in (None, "lp")):
         sections["specification"] = SpecificationSection(**{**sections.get("specification",
                                                                            SpecificationSection()).__dict__,
                                                             "type": "vnnlib"})

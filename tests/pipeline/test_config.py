@@ -59,7 +59,7 @@ def test_vnnlib_path_overrides_the_lp_default_as_in_abcrown():
     (_with(ACAS, "specification", epsilom=0.1), r"section 'specification'.*did you mean 'epsilon'"),
     ({**ACAS, "lids": {}}, r"unknown section 'lids' \(did you mean 'lid'\?\)"),
     (_with(ACAS, "lid", domain="zonotope"), "zonotope domains are not implemented yet"),
-    (_with(ACAS, "general", device="cuda"), "CPU only"),
+    (_with(ACAS, "general", device="tpu"), "CPU only"),  # cuda falls back to the CPU (test_abcrown_keys.py)
     (_with(ACAS, "model", onnx_quirks="{}"), "model.onnx_quirks is an alpha,beta-CROWN option that lirpa_lid "
                                              "does not support"),
     (_with(MNIST, "data", data_idx_file="idx.txt"), "data.data_idx_file is an alpha,beta-CROWN option"),
