@@ -3,7 +3,7 @@
 A file has up to five sections; ``model``, ``data`` and ``specification`` (and most of ``general``)
 reuse α,β-CROWN's keys where the meaning is the same, ``lid`` is lirpa_lid's own::
 
-    general:        seed, device (cpu only), data_dir, root_path, csv_name (instances.csv batch run)
+    general:        seed, device (cpu; cuda falls back to it with a note), data_dir, root_path, csv_name (instances.csv batch run)
     model:          name (Customized(...) or a known name), path (state dict), onnx_path, input_shape
     data:           dataset (MNIST | FashionMNIST | Customized(...)), mean, std, start, end,
                     num_outputs, split (train | test)
@@ -48,7 +48,8 @@ KNOWN_DATASETS = ("MNIST", "FashionMNIST")
 IGNORED_SECTIONS = ("solver", "bab", "attack", "debug")
 
 # α,β-CROWN keys (complete_verifier/arguments.py) of the shared sections that lirpa_lid does not use:
-# harmless ones are ignored, the others rejected (they change the model, the data or the property).
+# harmless ones are ignored, the others rejected unless they hold a no-op value (they change the model, the data
+# or the property).
 _ABCROWN_IGNORED = {
     "general": {"conv_mode", "deterministic", "double_fp", "loss_reduction_func", "sparse_alpha", "sparse_interm",
                 "save_adv_example", "verify_onnxruntime_output", "eval_adv_example", "onnx_adv_example",
