@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from refine_helpers import abs_net
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -31,20 +32,6 @@ from lirpa_lid.specification.vnnlib.parse import Disjunct, VnnlibProperty, parse
 from lirpa_lid.specification.vnnlib.spec import VnnlibSpecification
 
 LOWER, UPPER = np.array([-1.0, -1.0]), np.array([2.0, 1.0])
-
-
-def abs_net() -> nn.Module:
-    """``y = ReLU(z) + ReLU(−z) − 0.9·ReLU(z + 10) + 9 = |z| − 0.9·z ≥ 0`` with ``z = x0 + x1/2``.
-
-    On the box, ``z ∈ [−1.5, 2.5]``: IBP gives ``y ≥ −2.25`` and CROWN ``y ≥ 0.1·z ≥ −0.15``.
-    """
-    net = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
-    with torch.no_grad():
-        net[0].weight.copy_(torch.tensor([[1.0, 0.5], [-1.0, -0.5], [1.0, 0.5]]))
-        net[0].bias.copy_(torch.tensor([0.0, 0.0, 10.0]))
-        net[2].weight.copy_(torch.tensor([[1.0, 1.0, -0.9]]))
-        net[2].bias.fill_(9.0)
-    return net
 
 
 def unsafe_below(d: float) -> VnnlibProperty:
