@@ -152,4 +152,18 @@ def write_instances(outcomes: list[Outcome], instances: list[Instance], outdir: 
     written.append(write_text_atomic(outdir / "summary.md", table))
     written.append(write_text_atomic(outdir / "summary.json", json.dumps(
         {"counts": counts, "instances": [o.summary() for o in outcomes]}, indent=2) + "\n"))
+    written += _combined_instances(outdir, folders)
     return written
+
+
+def _combined_instances(outdir: Path, folders: list[str]) -> list[Path]:
+    """A top-level ``instances.csv`` joining the rows' own (the certified properties with their
+    ``model.onnx``), paths relative to ``outdir``, so α,β-CROWN re-verifies the whole batch in one run."""
+    rows = []
+    for folder in folders:
+        own = outdir / folder / "instances.csv"
+        if own.is_file():
+            for line in own.read_text().splitlines():
+                onnx, vnnlib, timeout = line.split(",")
+                rows.append(f"{folder}/{onnx},{folder}/{vnnlib},{timeout}\n")
+    return [write_text_atomic(outdir / "instances.csv", "".join(rows))] if rows else []

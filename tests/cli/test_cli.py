@@ -240,6 +240,10 @@ def test_instances_csv_batch_run(tmp_path, capsys):
     assert summary["counts"] == {"certified": 2, "below-required": 0, "not-certified-at-theta0": 0, "falsified": 0}
     first = out / "ACASXU_run2a_2_4_batch_2000-prop_3"
     assert Certificate.load(first / "certificate.json").k == 1 and (first / "model.onnx").is_file()
+    # one instances.csv for the whole batch, paths relative to the output folder (alpha,beta-CROWN re-verifies it)
+    rows = [line.split(",") for line in (out / "instances.csv").read_text().splitlines()]
+    assert len(rows) == 2 and rows[0][0] == "ACASXU_run2a_2_4_batch_2000-prop_3/model.onnx"
+    assert all((out / onnx).is_file() and (out / vnnlib).is_file() for onnx, vnnlib, _ in rows)
 
 
 def test_instances_rows_with_the_same_file_names_get_their_own_folders(tmp_path, capsys):
