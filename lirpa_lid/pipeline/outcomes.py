@@ -222,9 +222,10 @@ def _robustness_properties(outcome: Outcome, folder: Path) -> list[Path]:
     with torch.no_grad():
         ok = held.certified(compute_margins(net, held, cert.domain, cert.method, dtype=torch.float64))
     rows = []
+    index = p.held_out_index or tuple(range(len(held)))
     for i in ok.nonzero().flatten().tolist():
         prop = _robustness_property(held.lower[i], held.upper[i], int(held.y[i]), held.num_classes)
-        rows.append(write_vnnlib(prop, folder / f"item_{i:05d}.vnnlib"))
+        rows.append(write_vnnlib(prop, folder / f"item_{index[i]:05d}.vnnlib"))  # the data set's index
     return rows
 
 
@@ -270,6 +271,8 @@ def write_outcome(outcome: Outcome, outdir: str | os.PathLike, timeout: float = 
     outdir.mkdir(parents=True, exist_ok=True)
     written = []
     summary = outcome.summary()
+    if outcome.problem.held_out_index is not None:
+        summary["held_out_index"] = list(outcome.problem.held_out_index)  # data set index of each held-out item
     if outcome.certificate is not None:
         written.append(outcome.certificate.save(outdir / "certificate.json"))
         if outcome.problem.spec.kind in ("vnnlib", "local_robustness"):

@@ -82,6 +82,8 @@ class Problem:
     model_record: dict
     notes: list[str] = field(default_factory=list)
     theta0_seconds: float = 0.0
+    #: the data set index of every held-out item (``data.start`` + position), for names and results
+    held_out_index: tuple[int, ...] | None = None
     refine: SplitSettings | None = None
     timeout: float | None = None
 
@@ -449,7 +451,8 @@ def _items_problem(cfg: RunConfig, loaded: LoadedModel, data_dir, progress: bool
                    backend=lid.backend, method=lid.method,
                    required=lid.required if lid.required is not None else tau,
                    delta=lid.delta if lid.delta is not None else DEFAULT_DELTA, base_value=value,
-                   model_record=loaded.record, theta0_seconds=seconds)
+                   model_record=loaded.record, theta0_seconds=seconds,
+                   held_out_index=tuple(int(i) + cfg.data.start for i in held_idx))
 
 
 # ------------------------------------------------------------------------------- model files

@@ -455,3 +455,15 @@ def test_reproductions_are_found_next_to_the_checkout_or_in_the_working_director
     monkeypatch.chdir(work)
     assert cli.reproductions_dir() == work / "reproductions"
     assert cli.reproductions_dir("elsewhere") == Path("elsewhere")
+
+
+def test_local_robustness_files_are_named_by_data_set_index(tmp_path):
+    """Issue 26, item 6: ``item_<i>`` is the data set's index of the item (``data.start`` + position in the
+    selected items), not its position among the held-out items; results.json lists every held-out index."""
+    text = ROBUST.replace("n=60)", "n=60)\n  start: 10")
+    out = tmp_path / "out"
+    assert main(["certify", str(_spec_file(tmp_path, text)), "-o", str(out), "--quiet"]) == 0
+    held = json.loads((out / "results.json").read_text())["held_out_index"]
+    assert len(held) == len(set(held)) and min(held) >= 10 and max(held) < 60
+    names = [line.split(",")[1] for line in (out / "instances.csv").read_text().splitlines()]
+    assert names and all(int(n.split("item_")[1].split(".")[0]) in held for n in names)
