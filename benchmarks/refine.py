@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from lirpa_lid.datasets import data_dir
+    from lirpa_lid.files import write_text_atomic
     from lirpa_lid.pipeline.config import parse_config
     from lirpa_lid.pipeline.instances import read_instances
 
@@ -149,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"[{len(rows)}/{len(chosen)}] row {i} {inst.name}: {row['truth']} -> {row['status']} via {row['how']} "
               f"({row['leaves']} leaves, {row['seconds']:.1f} s)", flush=True)
-        Path(args.out).write_text(_report(rows, args, sum(r["truth"] == "unsat" for r in rows),
-                                          sum(r["truth"] == "sat" for r in rows)))
-    print(Path(args.out).read_text().splitlines()[-2:])
+        report = _report(rows, args, sum(r["truth"] == "unsat" for r in rows), sum(r["truth"] == "sat" for r in rows))
+        write_text_atomic(Path(args.out), report)  # after every row: an interrupted run keeps its rows
+    print("\n".join(report.splitlines()[-2:]))  # the two result lines, exactly
     return 0
 
 
