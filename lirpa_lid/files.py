@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -23,6 +25,24 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def write_files_atomic(contents: Mapping[str | os.PathLike, bytes]) -> list[Path]:
+    """Write several files as one: each is first written atomically under a hidden staging name beside its
+    target, and only when all are complete are they renamed onto their targets (in the order given). A
+    failure before that leaves every target as it was and no staged file behind."""
+    staged: dict[Path, Path] = {}
+    try:
+        for target, data in contents.items():
+            target = Path(target)
+            staged[target] = write_bytes_atomic(target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.staged"),
+                                                data)
+        for target, staging in staged.items():
+            os.replace(staging, target)
+    finally:
+        for staging in staged.values():
+            staging.unlink(missing_ok=True)
+    return list(staged)
 
 
 def _umask() -> int:

@@ -17,7 +17,6 @@ import hashlib
 import io
 import json
 import os
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from lirpa_lid.certificate.statistics import Guarantee
 from lirpa_lid.digest import file_sha256
 from lirpa_lid.domains.base import WeightDomain, domain_state, load_domain
 from lirpa_lid.errors import CertificateError, InputError
-from lirpa_lid.files import write_bytes_atomic
+from lirpa_lid.files import write_files_atomic
 from lirpa_lid.specification.base import SpecificationKind
 from lirpa_lid.version import __version__
 
@@ -169,11 +168,10 @@ class Certificate:
         writing leaves no new or partial file. Returns ``path``; sets :attr:`path` and :attr:`domain_sha256`."""
         path = Path(path)
         dom_path = self.domain_path(path)
-        with _StagedFiles() as staged:
-            domain_sha256 = file_sha256(staged.add(dom_path, _domain_bytes(self.domain)))
-            record = self._file_record(dom_path.name, domain_sha256)
-            staged.add(path, _json_bytes(record))
-            staged.commit()
+        domain = _domain_bytes(self.domain)
+        domain_sha256 = hashlib.sha256(domain).hexdigest()  # what file_sha256 reads back from the file
+        record = self._file_record(dom_path.name, domain_sha256)
+        write_files_atomic({dom_path: domain, path: _json_bytes(record)})
         self.domain_sha256, self.path = domain_sha256, path
         return path
 
@@ -233,33 +231,6 @@ def _json_bytes(record: Mapping) -> bytes:
     json.dump(record, text, indent=2, sort_keys=True)
     text.write("\n")
     return text.getvalue().encode("utf-8")
-
-
-class _StagedFiles:
-    """Files written together: each is written atomically (:func:`~lirpa_lid.files.write_bytes_atomic`)
-    under a hidden staging name beside its target, and :meth:`commit` renames all of them onto their
-    targets once all are complete; leaving the ``with`` block removes whatever is still staged."""
-
-    def __init__(self) -> None:
-        self._staged: dict[Path, Path] = {}
-
-    def add(self, target: Path, data: bytes) -> Path:
-        """Stage ``data`` for ``target``; returns the staged file (complete, not yet in place)."""
-        staging = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.staged")
-        self._staged[target] = write_bytes_atomic(staging, data)
-        return staging
-
-    def commit(self) -> None:
-        """Rename every staged file onto its target, in the order they were added (domain, then JSON)."""
-        for target, staging in self._staged.items():
-            os.replace(staging, target)
-
-    def __enter__(self) -> _StagedFiles:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for staging in self._staged.values():
-            staging.unlink(missing_ok=True)
 
 
 # ------------------------------------------------------------------------------- reading
