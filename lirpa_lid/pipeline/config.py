@@ -292,7 +292,7 @@ def _numbers(value, where: str) -> float | tuple[float, ...]:
 
 def _is_no_op(value) -> bool:
     """Whether an unsupported α,β-CROWN key holds a value that changes nothing (its default)."""
-    return any(type(value) is type(v) and value == v for v in _ABCROWN_NO_OP_VALUES) or value is None
+    return any(type(value) is type(v) and value == v for v in _ABCROWN_NO_OP_VALUES)  # 0 ≠ False: types must match
 
 
 def _section(name: str, raw: dict, ignored: list[str]) -> object:
