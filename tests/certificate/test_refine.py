@@ -16,11 +16,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from helpers import attack_extremes
 from refine_helpers import abs_net
 from torch import nn
 from torch.func import functional_call, vmap
 
 from lirpa_lid.bounds import bounded_network
+from lirpa_lid.bounds.core import InputBox
 from lirpa_lid.certificate import certify
 from lirpa_lid.certificate.refine import SplitStatus, split_input_boxes
 from lirpa_lid.datasets import data_dir
@@ -158,6 +160,12 @@ def test_lid_grown_for_the_split_specification_holds_under_sampling(verified):
     cert = certify(net, domain, spec)
     assert (cert.k, cert.n) == (1, 1)
     assert _sampled_violations(net, domain, prop, 2000) == 0
+    # a projected-gradient attack on weights and inputs jointly, over the whole original box, finds no y ≤ −0.1
+    net64, dom64 = copy.deepcopy(net).double(), domain.to(dtype=torch.float64)
+    lower, upper = (torch.tensor([[-1.0, -1.0]], dtype=torch.float64), torch.tensor([[2.0, 1.0]], dtype=torch.float64))
+    lowest, _ = attack_extremes(net64, dom64, (lower + upper) / 2, torch.ones(1, 1, dtype=torch.float64),
+                                InputBox(lower, upper), steps=100)
+    assert float(lowest) > -0.1
     # the split LID's leaves, re-split over the domain, still verify the original property
     again = split_input_boxes(net, prop, domain=domain, branching="widest")
     assert again.verified
