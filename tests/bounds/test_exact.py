@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 from exact_oracles import pattern_minimum, vertex_minimum
-from helpers import random_domain, sampled_outputs
+from helpers import attack_extremes, random_domain, sampled_outputs
 from torch import nn
 from torch.func import functional_call
 
@@ -163,6 +163,7 @@ def test_exact_bound_dominates_crown_and_ibp_and_is_below_every_sample(names, sc
     crown = net.compute_bounds(x, box, C=C, method="CROWN", input_box=input_box).lower.detach()
     ibp = net.compute_bounds(x, box, C=C, method="IBP", input_box=input_box).lower.detach()
     sampled = sampled_outputs(model, box, x, C, 10_000, input_box=input_box).amin(0).detach()
+    attacked, _ = attack_extremes(model, box, x, C, input_box)  # projected gradient on weights (and inputs)
     exact = not any(n.endswith("weight") and n != names[0] for n in names) and radius is None
     for b in range(len(x)):
         for s in range(len(C)):
@@ -172,8 +173,10 @@ def test_exact_bound_dominates_crown_and_ibp_and_is_below_every_sample(names, sc
             assert r.bound >= float(crown[b, s]) - 1e-9
             assert r.bound >= float(ibp[b, s]) - 1e-9
             assert r.bound <= float(sampled[b, s]) + 1e-9  # a lower bound of the true minimum
+            assert r.bound <= float(attacked[b, s]) + 1e-9
             if r.certified:
                 assert float(sampled[b, s]) >= 0  # sampling soundness (10,000 weight vectors and inputs)
+                assert float(attacked[b, s]) >= 0
 
 
 def test_counterexamples_violate_in_float64_and_lie_in_the_domain_and_input_box():
